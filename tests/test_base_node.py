@@ -533,3 +533,18 @@ def test_thread_id_and_tags_helpers_tolerate_missing_config():
 
 def test_repr_names_the_class_and_node():
     assert repr(SyncStateOnly(name="n")) == "SyncStateOnly(name='n')"
+
+
+def test_node_runtime_supports_override_replace_copy_and_equality():
+    import copy
+    import dataclasses
+
+    from act_operator_lib.streaming import to_node_runtime
+
+    runtime = to_node_runtime(Runtime(context={"user": "a"}))
+    overridden = runtime.override(context={"user": "b"})
+    assert isinstance(overridden, NodeRuntime)
+    assert overridden.context == {"user": "b"}
+    assert dataclasses.replace(runtime, context=None).context is None
+    assert copy.deepcopy(runtime) == runtime
+    assert NodeRuntime(context=1).context == 1

@@ -1,0 +1,146 @@
+"""Per-call cost of the node base classes, against a plain function, in one run.
+
+The wrapper's own cost is ``node call - plain call``: both run the same body, so the
+difference is everything the base class adds (argument dispatch, runtime wrapping,
+result checks). Goal: at most 1.5 us for every ``execute`` signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from act_operator_lib import AsyncBaseNode, BaseNode
+
+CALLS = 200_000
+REPEATS = 5
+STATE = {"query": "q"}
+CONFIG: dict[str, Any] = {"configurable": {"thread_id": "t"}, "tags": []}
+RUNTIME: Runtime[Any] = Runtime(context=None)
+RESULT = {"result": 1}
+
+
+async def plain(state: Any, config: Any = None, runtime: Any = None) -> dict[str, int]:
+    return RESULT
+
+
+def plain_sync(state: Any, config: Any = None, runtime: Any = None) -> dict[str, int]:
+    return RESULT
+
+
+class StateOnly(AsyncBaseNode):
+    async def execute(self, state):
+        return RESULT
+
+
+class WithConfig(AsyncBaseNode):
+    async def execute(self, state, config):
+        return RESULT
+
+
+class WithRuntime(AsyncBaseNode):
+    async def execute(self, state, runtime):
+        return RESULT
+
+
+class WithBoth(AsyncBaseNode):
+    async def execute(self, state, config, runtime):
+        return RESULT
+
+
+class SyncStateOnly(BaseNode):
+    def execute(self, state):
+        return RESULT
+
+
+class SyncWithBoth(BaseNode):
+    def execute(self, state, config, runtime):
+        return RESULT
+
+
+class InspectEveryCall:
+    """The pattern the original scaffold uses: inspect.signature on every call."""
+
+    async def execute(self, state: Any) -> dict[str, int]:
+        return RESULT
+
+    async def __call__(self, state: Any, config: Any = None, runtime: Any = None) -> Any:
+        parameters = inspect.signature(self.execute).parameters
+        kwargs: dict[str, Any] = {}
+        if "config" in parameters:
+            kwargs["config"] = config
+        if "runtime" in parameters:
+            kwargs["runtime"] = runtime
+        return await self.execute(state, **kwargs)
+
+
+async def time_async(call: Callable[[Any, Any, Any], Awaitable[Any]], calls: int) -> float:
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(calls):
+            await call(STATE, CONFIG, RUNTIME)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e6
+
+
+def time_sync(call: Callable[[Any, Any, Any], Any], calls: int) -> float:
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call(STATE, CONFIG, RUNTIME)
+        best = min(best, (time.perf_counter() - start) / calls)
+    return best * 1e6
+
+
+async def measure() -> list[tuple[str, float, float]]:
+    rows: list[tuple[str, float, float]] = []
+    baseline = await time_async(plain, CALLS)
+    for label, node in [
+        ("async execute(self, state)", StateOnly()),
+        ("async execute(self, state, config)", WithConfig()),
+        ("async execute(self, state, runtime)", WithRuntime()),
+        ("async execute(self, state, config, runtime)", WithBoth()),
+    ]:
+        rows.append((label, baseline, await time_async(node, CALLS)))
+    rows.append(
+        (
+            "scaffold-style inspect.signature per call",
+            baseline,
+            await time_async(InspectEveryCall(), CALLS // 10),
+        )
+    )
+    sync_baseline = time_sync(plain_sync, CALLS)
+    for label, sync_node in [
+        ("sync execute(self, state)", SyncStateOnly()),
+        ("sync execute(self, state, config, runtime)", SyncWithBoth()),
+    ]:
+        rows.append((label, sync_baseline, time_sync(sync_node, CALLS)))
+    return rows
+
+
+def main() -> str:
+    rows = asyncio.run(measure())
+    lines = [
+        "## Node call overhead",
+        "",
+        "`python -m benchmarks node_overhead` (`make bench`): best of "
+        f"{REPEATS} x {CALLS:,} calls; the wrapper's cost is the node call minus a plain "
+        "function with the same body, measured in the same run. Goal: <= 1.5 us.",
+        "",
+        "| call | plain function (us) | node call (us) | wrapper cost (us) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, baseline, node_cost in rows:
+        lines.append(f"| {label} | {baseline:.2f} | {node_cost:.2f} | {node_cost - baseline:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(main())
