@@ -57,6 +57,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
     ``-W error`` reports as ResourceWarning. A sync test has no loop to patch.
     """
     requested = pyfuncitem._fixtureinfo.argnames
-    if not inspect.iscoroutinefunction(pyfuncitem.obj) and "event_loop_policy" not in requested:
+    # pytest-asyncio replaces an async test's obj with a sync wrapper; look beneath it.
+    test = getattr(pyfuncitem.obj, "__wrapped__", pyfuncitem.obj)
+    if not inspect.iscoroutinefunction(test) and "event_loop_policy" not in requested:
         pyfuncitem.funcargs.pop("event_loop_policy", None)
     return (yield)

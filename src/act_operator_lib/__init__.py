@@ -8,31 +8,86 @@ Import the base classes from here or from their modules (the guide's
 
 from act_operator_lib._errors import (
     ActOperatorError,
+    ItemTimeoutError,
+    LimiterKeyConflictError,
+    LimiterUnavailableError,
     MissingAwaitError,
     NodeDefinitionError,
     NodeResultError,
     NodeTimeoutError,
+    ResourceClosedError,
+    ResourceUnavailableError,
 )
 from act_operator_lib.base_graph import BaseGraph
 from act_operator_lib.base_node import AsyncBaseNode, BaseNode
-from act_operator_lib.limits import LimiterStatistics
-from act_operator_lib.streaming import CustomStream, NodeRuntime, emit, heartbeat
+from act_operator_lib.bridge import run_async, run_sync
+from act_operator_lib.cache import cached
+from act_operator_lib.concurrency import (
+    AsCompleted,
+    GatherResult,
+    as_completed,
+    first_completed,
+    gather_within,
+    map_concurrent,
+)
+from act_operator_lib.diagnostics import EventLoopBlockedWarning, detect_blocking
+from act_operator_lib.limits import (
+    ConcurrencyLimiter,
+    LimiterStatistics,
+    RateLimiter,
+    RedisConcurrencyLimiter,
+    RedisRateLimiter,
+)
+from act_operator_lib.observability import NodeStatistics
+from act_operator_lib.resources import (
+    HTTPResource,
+    PostgresResource,
+    Resource,
+    SQLiteResource,
+)
+from act_operator_lib.streaming import CustomStream, NodeRuntime, emit, heartbeat, relay_tokens
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActOperatorError",
+    "AsCompleted",
     "AsyncBaseNode",
     "BaseGraph",
     "BaseNode",
+    "ConcurrencyLimiter",
     "CustomStream",
+    "EventLoopBlockedWarning",
+    "GatherResult",
+    "HTTPResource",
+    "ItemTimeoutError",
+    "LimiterKeyConflictError",
     "LimiterStatistics",
+    "LimiterUnavailableError",
     "MissingAwaitError",
     "NodeDefinitionError",
     "NodeResultError",
     "NodeRuntime",
+    "NodeStatistics",
     "NodeTimeoutError",
+    "PostgresResource",
+    "RateLimiter",
+    "RedisConcurrencyLimiter",
+    "RedisRateLimiter",
+    "Resource",
+    "ResourceClosedError",
+    "ResourceUnavailableError",
+    "SQLiteResource",
     "__version__",
+    "as_completed",
+    "cached",
+    "detect_blocking",
     "emit",
+    "first_completed",
+    "gather_within",
     "heartbeat",
+    "map_concurrent",
+    "relay_tokens",
+    "run_async",
+    "run_sync",
 ]

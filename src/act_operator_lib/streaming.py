@@ -13,20 +13,36 @@ node, including tasks the node starts::
 
     async for chunk in graph.astream(inputs, stream_mode="custom"):
         print(chunk)
+
+`relay_tokens` streams an LLM's answer to the custom stream token by token and
+returns the whole `AIMessage`; `capture_custom_stream` collects what `emit` sends
+when a node is called outside a graph (in a unit test).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Generic
+from operator import attrgetter
+from typing import Any, Generic, cast
 
+from langchain_core.messages import AIMessage, AIMessageChunk, message_chunk_to_message
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.config import get_stream_writer
 from langgraph.runtime import Runtime, get_runtime
 from langgraph.typing import ContextT
 
-__all__ = ["CustomStream", "NodeRuntime", "emit", "heartbeat", "to_node_runtime"]
+__all__ = [
+    "CustomStream",
+    "NodeRuntime",
+    "capture_custom_stream",
+    "emit",
+    "heartbeat",
+    "relay_tokens",
+    "to_node_runtime",
+]
 
 Sink = Callable[[Any], None]
 
@@ -62,25 +78,38 @@ class CustomStream:
 class NodeRuntime(Runtime[ContextT], Generic[ContextT]):
     """LangGraph's `Runtime`, plus ``stream`` for the guide's ``runtime.stream.send``.
 
-    It is a `Runtime` (``isinstance`` holds, every field is the one LangGraph gave
-    the node), so code written against LangGraph's API works unchanged.
+    It is a `Runtime` (``isinstance`` holds; ``override``, ``merge``, equality work)
+    and every field reads through to the runtime LangGraph gave the node, so code
+    written against LangGraph's API works unchanged.
     """
 
-    __slots__ = ()
+    # A view over LangGraph's runtime rather than a copy of it: wrapping costs one
+    # slot write per call instead of one per field (see docs/design.md).
+    __slots__ = ("_runtime",)
+    _runtime: Runtime[Any]
+
+    def __init__(self, **fields: Any) -> None:
+        _set(self, "_runtime", Runtime(**fields))
 
     @property
     def stream(self) -> CustomStream:
         """The custom stream of this node run; ``stream.send(data)`` emits ``data``."""
         return CustomStream(self.stream_writer)
 
+    def __reduce__(self) -> tuple[Callable[..., NodeRuntime[Any]], tuple[Runtime[Any]]]:
+        return (to_node_runtime, (self._runtime,))
 
-_RUNTIME_FIELDS = tuple(field.name for field in dataclasses.fields(Runtime))
-_DEFAULT_RUNTIME: NodeRuntime[Any] = NodeRuntime()
+
 _set = object.__setattr__
+_RUNTIME_FIELDS = tuple(field.name for field in dataclasses.fields(Runtime))
+for _field in _RUNTIME_FIELDS:
+    setattr(NodeRuntime, _field, property(attrgetter(f"_runtime.{_field}")))
+del _field
+_DEFAULT_RUNTIME: NodeRuntime[Any] = NodeRuntime()
 
 
 def to_node_runtime(runtime: Runtime[Any] | None) -> NodeRuntime[Any]:
-    """Return ``runtime`` as a `NodeRuntime`, sharing every field with it.
+    """Return ``runtime`` as a `NodeRuntime` that reads every field from it.
 
     ``None`` (a node awaited directly, outside a graph) gives a runtime whose
     stream writes go to `emit`'s outside-graph sink.
@@ -89,11 +118,8 @@ def to_node_runtime(runtime: Runtime[Any] | None) -> NodeRuntime[Any]:
         return _outside_graph_runtime()
     if type(runtime) is NodeRuntime:
         return runtime
-    # Copy slot by slot: several times cheaper than dataclasses.replace, and this
-    # runs on every call of a node whose execute() takes `runtime`.
     node_runtime: NodeRuntime[Any] = object.__new__(NodeRuntime)
-    for name in _RUNTIME_FIELDS:
-        _set(node_runtime, name, getattr(runtime, name))
+    _set(node_runtime, "_runtime", runtime)
     return node_runtime
 
 
@@ -138,3 +164,69 @@ def heartbeat() -> None:
     except RuntimeError:
         return
     runtime.heartbeat()
+
+
+@contextmanager
+def capture_custom_stream() -> Iterator[list[Any]]:
+    """Collect what `emit` and ``runtime.stream.send`` write outside a graph run.
+
+    For unit tests that call a node directly: inside the block, custom-stream data
+    is appended to the yielded list instead of being dropped. Inside a graph run
+    the data still goes to LangGraph's stream. Blocks nest; the innermost wins.
+
+    Example::
+
+        with capture_custom_stream() as sent:
+            await Progress()({"items": ["a", "b"]})
+        assert sent == [{"done": 0}, {"done": 1}]
+    """
+    sent: list[Any] = []
+    token = outside_graph_sink.set(sent.append)
+    try:
+        yield sent
+    finally:
+        outside_graph_sink.reset(token)
+
+
+async def relay_tokens(
+    llm: Runnable[Any, Any],
+    messages: Any,
+    *,
+    config: RunnableConfig | None = None,
+) -> AIMessage:
+    """Stream ``llm``'s answer to the custom stream and return it as one `AIMessage`.
+
+    Each chunk's text is sent with `emit` as it arrives (chunks without text, such
+    as tool-call fragments, are not sent). The chunks are merged with
+    ``AIMessageChunk.__add__``, so tool calls, usage metadata and response metadata
+    survive, unlike joining ``chunk.content`` strings. ``config`` is passed to
+    ``llm.astream``; inside a node it can be left out, the run's config travels in
+    context variables, so ``stream_mode="messages"`` sees the tokens as well.
+
+    Example::
+
+        class Answer(AsyncBaseNode):
+            async def execute(self, state):
+                reply = await relay_tokens(self.llm, state["messages"])
+                return {"messages": [reply]}
+
+    Raises:
+        TypeError: ``llm`` streamed something other than `AIMessageChunk` (a chain
+            ending in an output parser, say); relay the chat model itself.
+    """
+    merged: AIMessageChunk | None = None
+    async for chunk in llm.astream(messages, config=config):
+        if not isinstance(chunk, AIMessageChunk):
+            raise TypeError(
+                f"relay_tokens() needs a chat model streaming AIMessageChunk, got a "
+                f"{type(chunk).__name__} from {type(llm).__name__}; pass the chat model "
+                "itself (or model.bind_tools(...)), not a chain ending in a parser."
+            )
+        text = chunk.text
+        if text:
+            emit(text)
+        merged = chunk if merged is None else merged + chunk
+    if merged is None:
+        return AIMessage(content="")
+    # An AIMessageChunk always converts to an AIMessage.
+    return cast("AIMessage", message_chunk_to_message(merged))

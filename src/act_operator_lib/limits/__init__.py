@@ -1,5 +1,19 @@
 """Rate and concurrency limits shared by every call that uses them."""
 
+from act_operator_lib.limits._concurrency import ConcurrencyLimiter
+from act_operator_lib.limits._rate import RateLimiter
+from act_operator_lib.limits._redis import (
+    OnUnavailable,
+    RedisConcurrencyLimiter,
+    RedisRateLimiter,
+)
 from act_operator_lib.limits._statistics import LimiterStatistics
 
-__all__ = ["LimiterStatistics"]
+__all__ = [
+    "ConcurrencyLimiter",
+    "LimiterStatistics",
+    "OnUnavailable",
+    "RateLimiter",
+    "RedisConcurrencyLimiter",
+    "RedisRateLimiter",
+]

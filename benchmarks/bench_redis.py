@@ -1,0 +1,184 @@
+"""Redis limits across processes: the rate kept, latency, and a dead holder's permits.
+
+``python -m benchmarks redis``; needs the Redis server on 127.0.0.1:6379. The
+workers are this module run as ``python -m benchmarks.bench_redis worker ...``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+
+from redis.asyncio import Redis
+
+from act_operator_lib.limits import RedisConcurrencyLimiter, RedisRateLimiter
+
+URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PROCESSES, CALLERS, RATE, SECONDS, WINDOW = 4, 50, 100, 5.0, 0.998
+LEASE = 1.0
+
+
+async def rate_worker(key: str) -> None:
+    """CALLERS tasks acquiring until the run ends; prints [grant, resumed] pairs.
+
+    Prints "ready" once imported, then reads the common start time from stdin.
+    """
+    limiter = RedisRateLimiter(URL, key, RATE)
+    print("ready", flush=True)
+    start = float(await asyncio.to_thread(sys.stdin.readline))
+    grants: list[tuple[float, float]] = []
+
+    async def caller() -> None:
+        while time.time() < start + SECONDS:
+            grant = await limiter.acquire_with_grant_time()
+            assert grant is not None
+            grants.append((grant, time.time()))
+
+    await asyncio.sleep(max(0.0, start - time.time()))
+    try:
+        await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    finally:
+        await limiter.aclose()
+    print(json.dumps(grants), flush=True)
+
+
+async def hold_worker(key: str) -> None:
+    limiter = RedisConcurrencyLimiter(URL, key, 2, lease=LEASE)
+    await limiter.acquire()
+    await limiter.acquire()
+    print("held", flush=True)
+    await asyncio.Event().wait()
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    most, first = 0, 0
+    for last, moment in enumerate(times):
+        while times[first] <= moment - window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
+
+
+async def worker_process(*arguments: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.bench_redis", "worker", *arguments,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def shared_rate() -> list[str]:
+    key = f"bench:act_operator_lib:{uuid.uuid4().hex}"
+    workers = [await worker_process("rate", key) for _ in range(PROCESSES)]
+    for worker in workers:
+        assert worker.stdout is not None
+        assert await worker.stdout.readline() == b"ready\n"
+    start = time.time() + 0.2
+    outputs = await asyncio.gather(
+        *(worker.communicate(f"{start!r}\n".encode()) for worker in workers)
+    )
+    pairs = [pair for stdout, _ in outputs for pair in json.loads(stdout)]
+    # Grant times are on the Redis server's clock, which need not match ours.
+    first = min(grant for grant, _ in pairs)
+    scheduled = [grant for grant, _ in pairs if grant < first + SECONDS]
+    resumed = [moment for grant, moment in pairs if grant < first + SECONDS]
+    ideal = int(RATE * SECONDS)
+    return [
+        f"| {PROCESSES} processes x {CALLERS} callers, one key, {RATE}/s for {SECONDS:g} s "
+        f"| max in any {WINDOW} s window: **{most_in_window(scheduled, WINDOW)}** by server "
+        f"schedule, {most_in_window(resumed, WINDOW)} by resume time (limit {RATE}) "
+        f"| grants {len(scheduled)} / ideal {ideal} = **{len(scheduled) / ideal:.1%}** |",
+    ]
+
+
+async def median_latency(operation: object, rounds: int = 1000) -> float:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await operation()  # type: ignore[operator]
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e6
+
+
+async def latency() -> list[str]:
+    from pyrate_limiter import Duration, Limiter, Rate, RedisBucket
+
+    key = f"bench:act_operator_lib:{uuid.uuid4().hex}"
+    client = Redis.from_url(URL)
+    ours = RedisRateLimiter(client, key, 1_000_000)
+    bucket = await RedisBucket.init([Rate(1_000_000, Duration.SECOND)], client, f"{key}:pyrate")
+    theirs = Limiter(bucket)
+    try:
+        for _ in range(100):  # warm up: connections, script cache
+            await client.ping()
+            await ours.acquire()
+            await theirs.try_acquire_async("bench")
+        ping = await median_latency(client.ping)
+        ours_us = await median_latency(ours.acquire)
+        theirs_us = await median_latency(lambda: theirs.try_acquire_async("bench"))
+    finally:
+        await ours.aclose()
+        theirs.close()
+        await client.delete(key, f"{key}:pyrate")
+        await client.aclose()
+    return [
+        f"| acquire latency, not limited (median of 1000) | RedisRateLimiter **{ours_us:.0f} us** "
+        f"| PING {ping:.0f} us; pyrate-limiter RedisBucket {theirs_us:.0f} us |",
+    ]
+
+
+async def dead_holder() -> list[str]:
+    key = f"bench:act_operator_lib:{uuid.uuid4().hex}"
+    holder = await worker_process("hold", key)
+    assert holder.stdout is not None
+    await holder.stdout.readline()
+    limiter = RedisConcurrencyLimiter(URL, key, 2, lease=LEASE)
+    holder.send_signal(signal.SIGKILL)
+    killed = time.perf_counter()
+    await holder.wait()
+    try:
+        await limiter.acquire()
+        await limiter.acquire()
+        back = time.perf_counter() - killed
+    finally:
+        await limiter.aclose()
+    return [
+        f"| SIGKILLed holder of 2 permits, lease {LEASE:g} s | both permits back after "
+        f"**{back:.2f} s** | goal: within lease + 1 s = {LEASE + 1:g} s |",
+    ]
+
+
+async def run() -> str:
+    rows = [*await shared_rate(), *await latency(), *await dead_holder()]
+    return "\n".join(
+        [
+            "## Redis limits",
+            "",
+            "`.venv/bin/python -m benchmarks redis` (Redis 7 on 127.0.0.1, shared machine).",
+            "",
+            "| case | result | reference |",
+            "|---|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+def main() -> str:
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:
+        if sys.argv[2] == "rate":
+            asyncio.run(rate_worker(sys.argv[3]))
+        else:
+            asyncio.run(hold_worker(sys.argv[3]))
+    else:
+        print(main())

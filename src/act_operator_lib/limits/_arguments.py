@@ -1,0 +1,37 @@
+"""Checks for limiter arguments, so every limiter reports bad input the same way."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["positive_integer", "positive_number"]
+
+
+def positive_number(owner: str, name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number above zero.
+
+    Raises `TypeError` for a non-number (``bool`` included) and `ValueError` for
+    zero, a negative number, infinity or NaN; both messages name ``owner.name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{owner} {name} must be a number (int or float), got {type(value).__name__}"
+        )
+    number = float(value)
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{owner} {name} must be a finite number above 0, got {value!r}")
+    return number
+
+
+def positive_integer(owner: str, name: str, value: object, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int from 1 to ``maximum`` (no upper bound if None).
+
+    Raises `TypeError` for a non-int (``bool`` and ``float`` included) and `ValueError`
+    outside the range; both messages name ``owner.name`` and the valid range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner} {name} must be an int, got {type(value).__name__}")
+    if value < 1 or (maximum is not None and value > maximum):
+        valid = "at least 1" if maximum is None else f"from 1 to {maximum}"
+        raise ValueError(f"{owner} {name} must be {valid}, got {value!r}")
+    return value

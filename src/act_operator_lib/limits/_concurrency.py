@@ -1,0 +1,137 @@
+"""`ConcurrencyLimiter`: at most ``limit`` callers inside at once, served in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+
+from act_operator_lib.limits._arguments import positive_integer
+from act_operator_lib.limits._base import Limiter
+from act_operator_lib.limits._statistics import LimiterStatistics
+
+__all__ = ["ConcurrencyLimiter"]
+
+
+class ConcurrencyLimiter(Limiter):
+    """Let at most ``limit`` callers hold a permit at once; the rest wait in line.
+
+    Example::
+
+        limiter = ConcurrencyLimiter(10)        # at most 10 requests in flight
+        async with limiter:
+            await client.get(url)
+
+        @limiter
+        async def fetch(url): ...
+
+    Callers are served first come, first served. With ``async with`` (or the
+    decorator) the permit always comes back: on success, on an exception, on a
+    timeout and on cancellation, including a cancellation that lands just as the
+    permit was handed over (the permit then passes to the next caller). A caller
+    that uses `acquire` directly must call `release` once for each successful
+    `acquire`.
+    """
+
+    __slots__ = ("_granted", "_in_use", "_limit", "_total_wait", "_waiters")
+
+    def __init__(self, limit: int) -> None:
+        """Configure the limiter.
+
+        Args:
+            limit: How many callers may hold a permit at once; an int of at least 1.
+
+        Raises:
+            TypeError: ``limit`` is not an int.
+            ValueError: ``limit`` is below 1.
+        """
+        self._limit = positive_integer("ConcurrencyLimiter", "limit", limit)
+        self._in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._granted = 0
+        self._total_wait = 0.0
+
+    def __repr__(self) -> str:
+        return f"ConcurrencyLimiter(limit={self._limit})"
+
+    @property
+    def limit(self) -> int:
+        """How many callers may hold a permit at once."""
+        return self._limit
+
+    async def acquire(self) -> None:
+        """Wait for a permit and take it; pair with one `release`."""
+        if self._in_use < self._limit and not self._waiters:
+            self._in_use += 1
+            self._granted += 1
+            return
+        await self._wait()
+
+    async def release(self) -> None:
+        """Give a permit back, handing it straight to the longest waiter if any.
+
+        Raises:
+            RuntimeError: more releases than acquires.
+        """
+        self._release()
+
+    async def __aenter__(self) -> None:
+        if self._in_use < self._limit and not self._waiters:
+            self._in_use += 1
+            self._granted += 1
+            return
+        await self._wait()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def statistics(self) -> LimiterStatistics:
+        """A snapshot: permits held, callers waiting, permits granted in total, and
+        seconds spent waiting in total.
+        """
+        return LimiterStatistics(
+            in_use=self._in_use,
+            waiting=len(self._waiters),
+            granted=self._granted,
+            total_wait=self._total_wait,
+        )
+
+    async def _wait(self) -> None:
+        """Queue for a permit; `_release` hands it over by resolving our future."""
+        loop = asyncio.get_running_loop()
+        requested = loop.time()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                # The permit was handed to us just before the cancellation: pass it on.
+                self._release()
+            elif future in self._waiters:
+                self._waiters.remove(future)
+            raise
+        self._granted += 1
+        self._total_wait += loop.time() - requested
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            future = waiters.popleft()
+            if not future.done():
+                # The permit moves to the next caller without ever being free, so a
+                # newcomer cannot take it out of turn.
+                future.set_result(None)
+                return
+        if self._in_use > 0:
+            self._in_use -= 1
+        else:
+            raise RuntimeError(
+                f"{self!r} was released more times than it was acquired; "
+                "call release() once per successful acquire()"
+            )

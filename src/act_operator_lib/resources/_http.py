@@ -1,0 +1,88 @@
+"""`HTTPResource`: a pooled aiohttp ``ClientSession`` (extra ``http``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from act_operator_lib.resources._core import Resource
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["HTTPResource"]
+
+
+class HTTPResource(Resource["aiohttp.ClientSession"]):
+    """A pooled aiohttp session: one per event loop, keep-alive connections reused.
+
+    Example::
+
+        class Fetch(AsyncBaseNode):
+            http = HTTPResource(base_url="https://api.example.com", limit=10)
+
+            async def execute(self, state):
+                session = await self.http()
+                async with session.get("/items") as response:
+                    response.raise_for_status()
+                    return {"items": await response.json()}
+
+    Args:
+        base_url: Prefix for relative request URLs (aiohttp's ``base_url``).
+        headers: Headers sent with every request.
+        limit: Most connections open at once (``TCPConnector(limit=...)``); more
+            concurrent requests wait for a free connection.
+        limit_per_host: Most connections to one host (0: no extra limit).
+        timeout: Seconds a whole request may take, waiting for a connection
+            included; no request can hang forever. ``None`` removes the limit.
+        connect_timeout: Seconds to establish one TCP (and TLS) connection.
+
+    A host that refuses or does not answer within ``connect_timeout`` raises
+    `ResourceUnavailableError` (also an ``aiohttp.ClientConnectionError``) naming
+    the host and port. Needs ``pip install act-operator-lib[http]``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        limit: int = 100,
+        limit_per_host: int = 0,
+        timeout: float | None = 60.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"HTTPResource(limit=...) must be an int >= 1, got {limit!r}.")
+        if not isinstance(limit_per_host, int) or limit_per_host < 0:
+            raise ValueError(
+                f"HTTPResource(limit_per_host=...) must be an int >= 0, got {limit_per_host!r}."
+            )
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"HTTPResource(timeout=...) must be > 0 or None, got {timeout!r}.")
+        if not connect_timeout > 0:
+            raise ValueError(
+                f"HTTPResource(connect_timeout=...) must be > 0, got {connect_timeout!r}."
+            )
+        self.base_url = base_url
+        self.headers = dict(headers or {})
+        self.limit = limit
+        self.limit_per_host = limit_per_host
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+
+    async def open(self) -> aiohttp.ClientSession:
+        """Create the session and its connection pool (no connection is made yet)."""
+        from act_operator_lib.resources import _aiohttp
+
+        return _aiohttp.new_session(self)
+
+    async def close(self, value: aiohttp.ClientSession) -> None:
+        """Close the session and every pooled connection."""
+        await value.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"HTTPResource(base_url={self.base_url!r}, limit={self.limit}, "
+            f"timeout={self.timeout!r}, connect_timeout={self.connect_timeout!r})"
+        )

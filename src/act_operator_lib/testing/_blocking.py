@@ -1,0 +1,148 @@
+"""Fail a test when async code makes a blocking call on the event loop (via blockbuster)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from act_operator_lib._errors import ActOperatorError
+
+__all__ = ["BlockingCallError", "assert_no_blocking_calls"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# blockbuster patches functions process-wide, so only one detector may be active.
+_ACTIVE = threading.Lock()
+
+
+class BlockingCallError(ActOperatorError, AssertionError):
+    """Code running on the event loop made a blocking call (``time.sleep``, sync I/O).
+
+    Attributes:
+        calls: The blocking functions called, e.g. ``("time.sleep",)``.
+    """
+
+    def __init__(self, calls: Sequence[str]) -> None:
+        self.calls = tuple(calls)
+        super().__init__(
+            f"blocking call(s) on the event loop: {', '.join(self.calls)}. Use the async "
+            "equivalent (asyncio.sleep, aiofiles, aiohttp, ...) or move the call to a "
+            "thread with `await asyncio.to_thread(...)`."
+        )
+
+    def __reduce__(self) -> tuple[type[BlockingCallError], tuple[tuple[str, ...]]]:
+        return (type(self), (self.calls,))
+
+
+class assert_no_blocking_calls:
+    """Raise `BlockingCallError` naming each blocking call made on the event loop.
+
+    A context manager, or a decorator for sync and async functions. Calls made in
+    worker threads (``asyncio.to_thread``, LangGraph's sync nodes) are allowed. A
+    call is reported even if the node caught blockbuster's error and carried on.
+
+    Example::
+
+        async def test_fetch_does_not_block():
+            with assert_no_blocking_calls():
+                await run_node(Fetch(), {"url": url})
+
+    Args:
+        modules: Only report calls made from these modules (names or module
+            objects); default: calls from anywhere.
+        excluded_modules: Sub-modules of ``modules`` not to report from.
+    """
+
+    __slots__ = ("_blockbuster", "_calls", "_excluded_modules", "_modules", "_restore")
+
+    def __init__(
+        self,
+        modules: str | Sequence[Any] | None = None,
+        *,
+        excluded_modules: Sequence[Any] | None = None,
+    ) -> None:
+        self._modules = modules
+        self._excluded_modules = excluded_modules
+        self._blockbuster: Any = None
+        self._calls: list[str] = []
+        self._restore: Any = None
+
+    def __enter__(self) -> assert_no_blocking_calls:
+        try:
+            from blockbuster import BlockBuster, BlockingError
+            from blockbuster import blockbuster as blockbuster_module
+        except ImportError as error:
+            raise ImportError(
+                "assert_no_blocking_calls() needs blockbuster: "
+                "pip install 'act-operator-lib[testing]'"
+            ) from error
+        if not _ACTIVE.acquire(blocking=False):
+            raise RuntimeError(
+                "assert_no_blocking_calls() is already active; blockbuster patches "
+                "process-wide, so don't nest it or run two at once."
+            )
+        calls = self._calls
+        calls.clear()
+
+        class RecordedBlockingError(BlockingError):
+            def __init__(self, func: str) -> None:
+                calls.append(func)
+                super().__init__(func)
+
+        # blockbuster raises by its module-global name: swap in a subclass that also
+        # records, so a call the node swallowed with `except Exception` still fails.
+        module: Any = blockbuster_module
+        self._restore = module.BlockingError
+        module.BlockingError = RecordedBlockingError
+        try:
+            self._blockbuster = BlockBuster(self._modules, excluded_modules=self._excluded_modules)
+            self._blockbuster.activate()
+        except BaseException:
+            module.BlockingError = self._restore
+            _ACTIVE.release()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        from blockbuster import blockbuster as blockbuster_module
+
+        module: Any = blockbuster_module
+        try:
+            self._blockbuster.deactivate()
+        finally:
+            module.BlockingError = self._restore
+            self._blockbuster = None
+            _ACTIVE.release()
+        if self._calls:
+            calls = list(dict.fromkeys(self._calls))
+            raise BlockingCallError(calls) from exc
+
+    def __call__(self, function: _F) -> _F:
+        """Use as a decorator: the whole function runs under the assertion."""
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with type(self)(self._modules, excluded_modules=self._excluded_modules):
+                    return await function(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with type(self)(self._modules, excluded_modules=self._excluded_modules):
+                return function(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"assert_no_blocking_calls(modules={self._modules!r})"

@@ -1,0 +1,128 @@
+"""A virtual clock for async tests: sleeps and timeouts take no wall time.
+
+Built on looptime, which replaces the event loop's ``time()`` and lets the loop jump
+straight to its next timer when nothing else can run. Order is kept: a 1 s sleep
+still ends before a 2 s one, a 5 s timeout still fires before a 10 s sleep ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["Stopwatch", "VirtualClock", "virtual_clock"]
+
+TESTING_EXTRA = "pip install 'act-operator-lib[testing]'"
+
+
+class Stopwatch:
+    """Virtual seconds spent inside a `VirtualClock.measure` block.
+
+    Example::
+
+        with clock.measure() as stopwatch:
+            await asyncio.sleep(3)
+        assert stopwatch.seconds == 3
+    """
+
+    __slots__ = ("_clock", "_end", "_start")
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self._start = clock.now
+        self._end: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Virtual seconds since the block started (until it ended, once it has)."""
+        end = self._clock.now if self._end is None else self._end
+        return round(end - self._start, 6)
+
+    def _stop(self) -> None:
+        self._end = self._clock.now
+
+    def __repr__(self) -> str:
+        return f"Stopwatch(seconds={self.seconds:g})"
+
+
+class VirtualClock:
+    """The running event loop's virtual time; read it inside the test.
+
+    Example::
+
+        async def test_backoff(virtual_clock):
+            start = virtual_clock.now
+            await asyncio.sleep(30)
+            assert virtual_clock.now - start == 30
+    """
+
+    __slots__ = ()
+
+    @property
+    def now(self) -> float:
+        """The loop's virtual time in seconds; fails if the clock is not active."""
+        loop = asyncio.get_running_loop()
+        if not getattr(loop, "looptime_on", False):
+            raise RuntimeError(
+                "the virtual clock is not active on this event loop: request the "
+                "`virtual_clock` fixture or mark the test @pytest.mark.virtual_clock "
+                "(pytest-asyncio), or wrap the code in `with virtual_clock():`. "
+                "Is pytest running with --no-looptime?"
+            )
+        return round(loop.time(), 6)
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[Stopwatch]:
+        """Measure the virtual seconds a block takes (see `Stopwatch`)."""
+        stopwatch = Stopwatch(self)
+        try:
+            yield stopwatch
+        finally:
+            stopwatch._stop()
+
+    def __repr__(self) -> str:
+        try:
+            return f"VirtualClock(now={self.now:g})"
+        except RuntimeError:
+            return "VirtualClock(inactive)"
+
+
+@contextlib.contextmanager
+def virtual_clock() -> Iterator[VirtualClock]:
+    """Run a block of async code on virtual time; works under any asyncio test runner.
+
+    Must be entered in a coroutine, on a standard asyncio loop. Virtual time starts
+    at the loop's current time, so timers set before the block keep their place.
+
+    Example::
+
+        async def test_timeout_fires():
+            with virtual_clock() as clock, clock.measure() as stopwatch:
+                run = await run_node(SlowNode(), {"input": "x"})
+            assert stopwatch.seconds == 5
+    """
+    looptime = import_looptime("virtual_clock()")
+    loop: Any = asyncio.get_running_loop()
+    if getattr(loop, "looptime_on", False):
+        yield VirtualClock()
+        return
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        raise RuntimeError(
+            f"virtual_clock() needs a standard asyncio event loop, not {type(loop).__name__}."
+        )
+    now = loop.time()
+    loop = looptime.patch_event_loop(loop, _enabled=False)
+    loop.setup_looptime(start=now, _enabled=False)
+    with loop.looptime_enabled():
+        yield VirtualClock()
+
+
+def import_looptime(feature: str) -> Any:
+    """Import looptime, or fail naming the extra that provides it."""
+    try:
+        import looptime
+    except ImportError as error:
+        raise ImportError(f"{feature} needs looptime: {TESTING_EXTRA}") from error
+    return looptime

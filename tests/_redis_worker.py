@@ -1,0 +1,64 @@
+"""A process that shares a Redis limiter with the tests: ``python tests/_redis_worker.py MODE ...``.
+
+Modes:
+    rate URL KEY RATE CALLS          CALLS concurrent acquires; prints the grant times (JSON)
+    concurrency URL KEY LIMIT CALLS  CALLS concurrent holders; counts holders in Redis
+    hold URL KEY LIMIT LEASE         takes LIMIT permits, prints "held", waits to be killed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+from redis.asyncio import Redis
+
+from act_operator_lib.limits import RedisConcurrencyLimiter, RedisRateLimiter
+
+
+async def rate(url: str, key: str, per_second: float, calls: int) -> None:
+    limiter = RedisRateLimiter(url, key, per_second)
+    try:
+        times = await asyncio.gather(*(limiter.acquire_with_grant_time() for _ in range(calls)))
+    finally:
+        await limiter.aclose()
+    print(json.dumps(times), flush=True)
+
+
+async def concurrency(url: str, key: str, limit: int, calls: int) -> None:
+    limiter = RedisConcurrencyLimiter(url, key, limit, lease=5)
+    client = Redis.from_url(url)
+    most = 0
+
+    async def hold() -> None:
+        nonlocal most
+        async with limiter:
+            most = max(most, await client.incr(f"{key}:inside"))
+            await asyncio.sleep(0.005)
+            await client.decr(f"{key}:inside")
+
+    try:
+        await asyncio.gather(*(hold() for _ in range(calls)))
+    finally:
+        await limiter.aclose()
+        await client.aclose()
+    print(json.dumps(most), flush=True)
+
+
+async def hold(url: str, key: str, limit: int, lease: float) -> None:
+    limiter = RedisConcurrencyLimiter(url, key, limit, lease=lease)
+    for _ in range(limit):
+        await limiter.acquire()
+    print("held", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    mode, url, key, number, count = sys.argv[1:6]
+    if mode == "rate":
+        asyncio.run(rate(url, key, float(number), int(count)))
+    elif mode == "concurrency":
+        asyncio.run(concurrency(url, key, int(number), int(count)))
+    else:
+        asyncio.run(hold(url, key, int(number), float(count)))
