@@ -6,7 +6,6 @@ unreachable, except under ``CI=true``, where it fails instead.
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 
@@ -46,19 +45,3 @@ def postgres_dsn() -> str:
     """DSN of the real PostgreSQL server on 127.0.0.1:5432, database `test`."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     return POSTGRES_DSN
-
-
-@pytest.hookimpl(tryfirst=True, wrapper=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
-    """Keep looptime's plugin from creating (and leaking) an event loop for sync tests.
-
-    looptime 0.9 asks the ``event_loop_policy`` fixture for the current loop before
-    every test; for a sync test that call creates a new loop nobody closes, which
-    ``-W error`` reports as ResourceWarning. A sync test has no loop to patch.
-    """
-    requested = pyfuncitem._fixtureinfo.argnames
-    # pytest-asyncio replaces an async test's obj with a sync wrapper; look beneath it.
-    test = getattr(pyfuncitem.obj, "__wrapped__", pyfuncitem.obj)
-    if not inspect.iscoroutinefunction(test) and "event_loop_policy" not in requested:
-        pyfuncitem.funcargs.pop("event_loop_policy", None)
-    return (yield)

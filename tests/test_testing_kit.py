@@ -17,7 +17,6 @@ from pydantic import BaseModel
 from act_operator_lib import AsyncBaseNode, BaseNode, emit
 from act_operator_lib.testing import (
     BlockingCallError,
-    CapturedStream,
     NodeRun,
     VirtualClock,
     assert_no_blocking_calls,
@@ -338,8 +337,7 @@ async def test_virtual_clock_now_fails_clearly_when_the_clock_is_off():
 async def test_custom_stream_fixture_captures_emits_outside_a_graph(custom_stream):
     await Progress()({})
 
-    assert isinstance(custom_stream, CapturedStream)
-    assert custom_stream.items == [{"step": 1}, {"step": 2}]
+    assert custom_stream == [{"step": 1}, {"step": 2}]
 
 
 async def test_capture_custom_stream_stops_capturing_when_the_block_ends():
@@ -347,7 +345,7 @@ async def test_capture_custom_stream_stops_capturing_when_the_block_ends():
         emit("inside")
     emit("outside")
 
-    assert stream.items == ["inside"]
+    assert stream == ["inside"]
 
 
 # fake chat model
@@ -522,7 +520,7 @@ def test_plugin_fixtures_need_no_conftest(pytester: pytest.Pytester):
 
         async def test_custom_stream(custom_stream):
             emit("x")
-            assert custom_stream.items == ["x"]
+            assert custom_stream == ["x"]
 
         def test_fake_chat_model(fake_chat_model):
             assert fake_chat_model(["hi"]).invoke("?").content == "hi"

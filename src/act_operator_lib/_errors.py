@@ -13,15 +13,25 @@ or ``except TypeError`` code keeps working::
     ├── ResourceUnavailableError (ConnectionError)  a pooled resource could not connect
     ├── LimiterUnavailableError (ConnectionError)   Redis behind a limiter/cache is down
     ├── LimiterKeyConflictError (ValueError)        a Redis key holds another limiter
-    └── ResourceClosedError (RuntimeError)          a resource was used while aclose() ran
+    ├── DurableContextError (RuntimeError)          map_durable has no store or thread id
+    ├── DuplicateItemKeyError (ValueError)          two items of map_durable share a key
+    ├── ResultNotSerializableError (TypeError)      a map_durable result is not JSON data
+    ├── RecordedItemError (RuntimeError)            an item's failure, recorded by an earlier run
+    ├── ResourceClosedError (RuntimeError)          a resource was used while aclose() ran
+    └── BlockingCallError (AssertionError)          testing: a blocking call ran on the event loop
 
 Messages name the node (or class, limiter, argument) and say how to fix it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ActOperatorError",
+    "BlockingCallError",
+    "DuplicateItemKeyError",
+    "DurableContextError",
     "ItemTimeoutError",
     "LimiterKeyConflictError",
     "LimiterUnavailableError",
@@ -29,8 +39,10 @@ __all__ = [
     "NodeDefinitionError",
     "NodeResultError",
     "NodeTimeoutError",
+    "RecordedItemError",
     "ResourceClosedError",
     "ResourceUnavailableError",
+    "ResultNotSerializableError",
 ]
 
 
@@ -100,6 +112,84 @@ class ItemTimeoutError(ActOperatorError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[ItemTimeoutError], tuple[int, float]]:
         return (type(self), (self.index, self.timeout))
+
+
+class DurableContextError(ActOperatorError, RuntimeError):
+    """`map_durable` / `forget_durable` cannot tell where to record results.
+
+    Raised before any work starts when no store is given and the graph has none
+    (compile it with ``graph.compile(checkpointer=..., store=...)`` or pass
+    ``store=``), or when there is no thread id to record under (invoke the graph with
+    ``config={"configurable": {"thread_id": ...}}`` or pass ``namespace=``).
+    """
+
+
+class DuplicateItemKeyError(ActOperatorError, ValueError):
+    """Two items given to `map_durable` have the same key, so their records would clash.
+
+    Raised before any work starts.
+
+    Attributes:
+        key: The shared key.
+        first: The index of the first item with that key.
+        second: The index of the second one.
+    """
+
+    def __init__(self, key: str, first: int, second: int) -> None:
+        self.key = key
+        self.first = first
+        self.second = second
+        super().__init__(
+            f"items {first} and {second} have the same key {key!r}; map_durable records "
+            "each result under its item's key, so `key(item)` must be unique and stable "
+            "(e.g. a database id, or a hash of the item's content)"
+        )
+
+    def __reduce__(self) -> tuple[type[DuplicateItemKeyError], tuple[str, int, int]]:
+        return (type(self), (self.key, self.first, self.second))
+
+
+class ResultNotSerializableError(ActOperatorError, TypeError):
+    """A result returned to `map_durable` cannot be recorded in the store as JSON.
+
+    Attributes:
+        key: The key of the item whose result it is.
+        problem: What is wrong, with the path inside the result.
+    """
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(
+            f"the result of item {key!r} cannot be recorded: {problem}; map_durable "
+            "records JSON data (dict with str keys, list, tuple, str, int, finite float, "
+            "bool, None): convert it first, e.g. model.model_dump(mode='json')"
+        )
+
+    def __reduce__(self) -> tuple[type[ResultNotSerializableError], tuple[str, str]]:
+        return (type(self), (self.key, self.problem))
+
+
+class RecordedItemError(ActOperatorError, RuntimeError):
+    """An item's failure recorded by an earlier run of `map_durable` (return_exceptions=True).
+
+    The rerun returns it in the item's place instead of calling the function again;
+    forget the run's records (`forget_durable`) to retry failed items.
+
+    Attributes:
+        key: The item's key.
+        error_type: The qualified name of the original exception's class.
+        message: ``str()`` of the original exception.
+    """
+
+    def __init__(self, key: str, error_type: str, message: str) -> None:
+        self.key = key
+        self.error_type = error_type
+        self.message = message
+        super().__init__(f"item {key!r} failed in an earlier run: {error_type}: {message}")
+
+    def __reduce__(self) -> tuple[type[RecordedItemError], tuple[str, str, str]]:
+        return (type(self), (self.key, self.error_type, self.message))
 
 
 class ResourceUnavailableError(ActOperatorError, ConnectionError):
@@ -174,3 +264,22 @@ class LimiterKeyConflictError(ActOperatorError, ValueError):
 
     def __reduce__(self) -> tuple[type[LimiterKeyConflictError], tuple[str, str, str]]:
         return (type(self), (self.key, self.expected, self.found))
+
+
+class BlockingCallError(ActOperatorError, AssertionError):
+    """Code running on the event loop made a blocking call (``time.sleep``, sync I/O).
+
+    Attributes:
+        calls: The blocking functions called, e.g. ``("time.sleep",)``.
+    """
+
+    def __init__(self, calls: Sequence[str]) -> None:
+        self.calls = tuple(calls)
+        super().__init__(
+            f"blocking call(s) on the event loop: {', '.join(self.calls)}. Use the async "
+            "equivalent (asyncio.sleep, aiofiles, aiohttp, ...) or move the call to a "
+            "thread with `await asyncio.to_thread(...)`."
+        )
+
+    def __reduce__(self) -> tuple[type[BlockingCallError], tuple[tuple[str, ...]]]:
+        return (type(self), (self.calls,))

@@ -137,6 +137,14 @@ async def map_concurrent(
             ``rate_limiter`` has no ``acquire``.
     """
     run = _Run(fn, items, limit, timeout, rate_limiter, return_exceptions, progress, "map")
+    return await _collect(run)
+
+
+async def _collect(run: _Run) -> list[Any]:
+    """Run ``run``'s workers to the end and return its results in input order.
+
+    The one body of `map_concurrent`, shared with `act_operator_lib.durable`.
+    """
     results: list[Any] = []
     run.results = results
     workers = run.start()
@@ -442,9 +450,11 @@ class _Run:
         "error",
         "fn",
         "limit",
+        "on_finished",
         "progress",
         "queue",
         "rate_limiter",
+        "recorded",
         "results",
         "return_exceptions",
         "stopped",
@@ -508,6 +518,11 @@ class _Run:
         self._lock: asyncio.Lock | None = None
         self._workers: list[asyncio.Task[None]] = []
         self.alive = 0
+        # Hooks of map_durable (map mode only): results known before the run, by
+        # index, are used without calling fn; on_finished sees each new result and
+        # may return an awaitable the worker waits for before its next item.
+        self.recorded: Mapping[int, Any] | None = None
+        self.on_finished: Callable[[int, Any], Awaitable[None] | None] | None = None
 
     def start(self) -> list[asyncio.Task[None]]:
         """Create the workers (no more than there are items) in the caller's context."""
@@ -539,6 +554,8 @@ class _Run:
         rate_limiter = self.rate_limiter
         results = self.results
         iterator = self._iterator
+        recorded = self.recorded
+        on_finished = self.on_finished
         while not self.stopped:
             if iterator is not None:
                 try:
@@ -557,6 +574,11 @@ class _Run:
             self._next_index = index + 1
             if results is not None:
                 results.append(None)
+                if recorded is not None and index in recorded:
+                    results[index] = recorded[index]
+                    if self.progress is not None:
+                        self.progress.advance()
+                    continue
             try:
                 if rate_limiter is not None:
                     await rate_limiter.acquire()
@@ -579,6 +601,14 @@ class _Run:
             del item
             if results is not None:
                 results[index] = value
+                if on_finished is not None:
+                    try:
+                        waiting = on_finished(index, value)
+                    except Exception as error:
+                        self.abort(error)
+                        return
+                    if waiting is not None:
+                        await waiting
             else:
                 assert self.queue is not None
                 await self.queue.put((index, value))
@@ -624,13 +654,18 @@ class _Run:
         if self.queue is not None:
             await self.queue.put(_Failure(error))
             return False
+        self.abort(error)
+        return False
+
+    def abort(self, error: BaseException) -> None:
+        """Stop the run (map mode): cancel the other workers; `_collect` raises ``error``."""
+        self.stopped = True
         if self.error is None:
             self.error = error
         current = asyncio.current_task()
         for worker in self._workers:
             if worker is not current:
                 worker.cancel()
-        return False
 
 
 async def _iterate(run: _Run) -> AsyncGenerator[tuple[int, Any], None]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -59,9 +61,15 @@ class SQLiteResource(Resource["aiosqlite.Connection"]):
         """Connect and run the pragmas."""
         import aiosqlite
 
+        connection = aiosqlite.connect(self.path, timeout=self.timeout)
         try:
-            connection = await aiosqlite.connect(self.path, timeout=self.timeout)
+            await connection
         except sqlite3.Error as error:
+            # aiosqlite stops its worker thread without waiting for it; wait here, or the
+            # thread reports to this loop after the loop has closed.
+            worker = getattr(connection, "_thread", None)
+            if isinstance(worker, threading.Thread):
+                await asyncio.to_thread(worker.join)
             raise ResourceUnavailableError(
                 f"cannot open SQLite database {self.path!r}: {error}; check that the "
                 "directory exists and is writable"

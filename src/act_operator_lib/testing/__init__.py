@@ -14,15 +14,14 @@ library, the pytest plugin gives every project these fixtures with no conftest:
 See docs/testing.md.
 """
 
+from act_operator_lib.streaming import capture_custom_stream
 from act_operator_lib.testing._blocking import BlockingCallError, assert_no_blocking_calls
-from act_operator_lib.testing._capture import CapturedStream, capture_custom_stream
 from act_operator_lib.testing._clock import Stopwatch, VirtualClock, virtual_clock
 from act_operator_lib.testing._fakes import fake_chat_model
 from act_operator_lib.testing._run import NodeRun, run_node, run_node_sync
 
 __all__ = [
     "BlockingCallError",
-    "CapturedStream",
     "NodeRun",
     "Stopwatch",
     "VirtualClock",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from act_operator_lib._errors import ActOperatorError
+from act_operator_lib._errors import BlockingCallError
 
 __all__ = ["BlockingCallError", "assert_no_blocking_calls"]
 
@@ -17,25 +17,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # blockbuster patches functions process-wide, so only one detector may be active.
 _ACTIVE = threading.Lock()
-
-
-class BlockingCallError(ActOperatorError, AssertionError):
-    """Code running on the event loop made a blocking call (``time.sleep``, sync I/O).
-
-    Attributes:
-        calls: The blocking functions called, e.g. ``("time.sleep",)``.
-    """
-
-    def __init__(self, calls: Sequence[str]) -> None:
-        self.calls = tuple(calls)
-        super().__init__(
-            f"blocking call(s) on the event loop: {', '.join(self.calls)}. Use the async "
-            "equivalent (asyncio.sleep, aiofiles, aiohttp, ...) or move the call to a "
-            "thread with `await asyncio.to_thread(...)`."
-        )
-
-    def __reduce__(self) -> tuple[type[BlockingCallError], tuple[tuple[str, ...]]]:
-        return (type(self), (self.calls,))
 
 
 class assert_no_blocking_calls:

@@ -11,13 +11,14 @@ them are unaffected, and a test that asks gets a failure naming what to install.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import pytest
 
+from act_operator_lib.streaming import capture_custom_stream
 from act_operator_lib.testing._blocking import assert_no_blocking_calls
-from act_operator_lib.testing._capture import CapturedStream, capture_custom_stream
 from act_operator_lib.testing._clock import TESTING_EXTRA, VirtualClock
 from act_operator_lib.testing._fakes import fake_chat_model as _fake_chat_model
 from act_operator_lib.testing._run import NodeRun, run_node, run_node_sync
@@ -43,6 +44,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "no_blocking_calls: fail this test if it makes a blocking call on the event loop; "
         "needs act-operator-lib[testing]",
     )
+
+
+@pytest.hookimpl(tryfirst=True, wrapper=True, specname="pytest_pyfunc_call")
+def pytest_pyfunc_call_without_looptime_loop_leak(
+    pyfuncitem: pytest.Function,
+) -> Generator[None, object, object]:
+    """Keep looptime's plugin from creating (and leaking) an event loop for sync tests.
+
+    looptime 0.9 asks the ``event_loop_policy`` fixture for the current loop before
+    every test; for a sync test that call creates a new loop nobody closes, which
+    ``-W error`` reports as ResourceWarning. A sync test has no loop to patch.
+    """
+    requested = pyfuncitem._fixtureinfo.argnames
+    # pytest-asyncio replaces an async test's obj with a sync wrapper; look beneath it.
+    test = getattr(pyfuncitem.obj, "__wrapped__", pyfuncitem.obj)
+    if not inspect.iscoroutinefunction(test) and "event_loop_policy" not in requested:
+        pyfuncitem.funcargs.pop("event_loop_policy", None)
+    return (yield)
 
 
 class NodeRunner:
@@ -90,7 +109,7 @@ def fake_chat_model() -> Callable[[Iterable[Any]], Any]:
 
 
 @pytest.fixture
-def custom_stream() -> Iterator[CapturedStream]:
+def custom_stream() -> Iterator[list[Any]]:
     """What nodes awaited directly in this test wrote with ``emit`` / ``runtime.stream``."""
     with capture_custom_stream() as captured:
         yield captured
