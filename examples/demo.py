@@ -1,10 +1,10 @@
-"""`make demo`: runs the quick-start graph (the showcase replaces this)."""
+"""`make demo`: the showcase, on embedded defaults (``make demo ARGS="--items 100"``)."""
 
 from __future__ import annotations
 
-import asyncio
+import sys
 
-from examples.quickstart import main
+from examples.showcase.cli import main
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())

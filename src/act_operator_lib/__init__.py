@@ -8,6 +8,8 @@ Import the base classes from here or from their modules (the guide's
 
 from act_operator_lib._errors import (
     ActOperatorError,
+    DuplicateItemKeyError,
+    DurableContextError,
     ItemTimeoutError,
     LimiterKeyConflictError,
     LimiterUnavailableError,
@@ -15,8 +17,10 @@ from act_operator_lib._errors import (
     NodeDefinitionError,
     NodeResultError,
     NodeTimeoutError,
+    RecordedItemError,
     ResourceClosedError,
     ResourceUnavailableError,
+    ResultNotSerializableError,
 )
 from act_operator_lib.base_graph import BaseGraph
 from act_operator_lib.base_node import AsyncBaseNode, BaseNode
@@ -31,6 +35,7 @@ from act_operator_lib.concurrency import (
     map_concurrent,
 )
 from act_operator_lib.diagnostics import EventLoopBlockedWarning, detect_blocking
+from act_operator_lib.durable import forget_durable, map_durable
 from act_operator_lib.limits import (
     ConcurrencyLimiter,
     LimiterStatistics,
@@ -57,6 +62,8 @@ __all__ = [
     "BaseNode",
     "ConcurrencyLimiter",
     "CustomStream",
+    "DuplicateItemKeyError",
+    "DurableContextError",
     "EventLoopBlockedWarning",
     "GatherResult",
     "HTTPResource",
@@ -72,11 +79,13 @@ __all__ = [
     "NodeTimeoutError",
     "PostgresResource",
     "RateLimiter",
+    "RecordedItemError",
     "RedisConcurrencyLimiter",
     "RedisRateLimiter",
     "Resource",
     "ResourceClosedError",
     "ResourceUnavailableError",
+    "ResultNotSerializableError",
     "SQLiteResource",
     "__version__",
     "as_completed",
@@ -84,9 +93,11 @@ __all__ = [
     "detect_blocking",
     "emit",
     "first_completed",
+    "forget_durable",
     "gather_within",
     "heartbeat",
     "map_concurrent",
+    "map_durable",
     "relay_tokens",
     "run_async",
     "run_sync",

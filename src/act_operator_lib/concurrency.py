@@ -522,7 +522,7 @@ class _Run:
         # index, are used without calling fn; on_finished sees each new result and
         # may return an awaitable the worker waits for before its next item.
         self.recorded: Mapping[int, Any] | None = None
-        self.on_finished: Callable[[int, Any], Awaitable[None] | None] | None = None
+        self.on_finished: Callable[[int, Any], Awaitable[object] | None] | None = None
 
     def start(self) -> list[asyncio.Task[None]]:
         """Create the workers (no more than there are items) in the caller's context."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from types import TracebackType
 
@@ -12,6 +13,8 @@ from act_operator_lib.limits._base import Limiter
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = ["RateLimiter"]
+
+_TICK = 2 * time.get_clock_info("monotonic").resolution
 
 
 class _Waiter:
@@ -133,12 +136,22 @@ class RateLimiter(Limiter):
         """Do nothing: a rate limiter's capacity comes back with time."""
 
     async def __aenter__(self) -> None:
+        # `acquire()` inlined for weight 1: this path is every uncontended call.
         loop = asyncio.get_running_loop()
         now = loop.time()
+        schedule = self._schedule
+        if schedule - self._tolerance <= now and not self._waiters:
+            log = self._log
+            if log and log[0][0] + self._per <= now:
+                self._expire(now)
+            if self._logged < self._capacity:
+                self._schedule = (schedule if schedule > now else now) + self._interval
+                log.append((now, 1))
+                self._logged += 1
+                self._granted += 1
+                self._loop = loop
+                return
         self._loop = loop
-        if not self._waiters and self._ready_at(now, 1) <= now:
-            self._grant(now, 1, now)
-            return
         await self._wait(loop, now, 1)
 
     async def __aexit__(
@@ -205,8 +218,10 @@ class RateLimiter(Limiter):
                 ready = self._ready_at(now, weight)
                 if ready <= now:
                     break
+                # Woken early (asyncio fires timers up to its clock resolution
+                # early): wait again, at least a tick, so a fake clock moves on.
                 waiter.future = loop.create_future()
-                self._wake_head_when_ready(loop)
+                self._wake_head_when_ready(loop, not_before=now + _TICK)
         except BaseException:
             self._leave(waiter, loop)
             raise
@@ -228,13 +243,15 @@ class RateLimiter(Limiter):
         else:
             self._waiters.remove(waiter)
 
-    def _wake_head_when_ready(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _wake_head_when_ready(
+        self, loop: asyncio.AbstractEventLoop, not_before: float = -math.inf
+    ) -> None:
         """Arm the single timer for the head of the queue (or wake it now)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         now = loop.time()
-        ready = self._ready_at(now, self._waiters[0].weight)
+        ready = max(self._ready_at(now, self._waiters[0].weight), not_before)
         if ready <= now:
             self._wake_head()
         else:

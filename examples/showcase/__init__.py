@@ -1,0 +1,1 @@
+"""The showcase cast that ``make demo`` runs: see README.md, "The showcase"."""
