@@ -185,3 +185,10 @@ def test_run_async_coroutine_sees_the_graph_stream_writer() -> None:
             return {}
 
     assert list(graph_of(Legacy()).stream({}, stream_mode="custom")) == [{"from_bridge": True}]
+
+
+def test_run_async_refuses_a_future_and_says_to_pass_a_coroutine():
+    import concurrent.futures
+
+    with pytest.raises(TypeError, match=r"got Future; futures and tasks belong to the loop"):
+        run_async(concurrent.futures.Future())  # type: ignore[arg-type]

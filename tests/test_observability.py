@@ -283,3 +283,38 @@ async def test_no_span_once_the_provider_is_removed(spans):
     observability.set_tracer_provider(None)
     await Echo()({})
     assert not spans.get_finished_spans()
+
+
+def test_library_warnings_stay_off_stderr_when_the_app_configures_no_logging():
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from langgraph.types import RetryPolicy
+        from act_operator_lib import AsyncBaseNode
+
+        class Flaky(AsyncBaseNode):
+            retry = RetryPolicy(max_attempts=2, initial_interval=0.001, jitter=False)
+            calls = 0
+
+            async def execute(self, state):
+                Flaky.calls += 1
+                if Flaky.calls == 1:
+                    raise ConnectionError("first attempt fails")
+                return {"ok": True}
+
+        print(asyncio.run(Flaky()({})))
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.strip() == "{'ok': True}"
+    assert completed.stderr == ""

@@ -6,8 +6,11 @@ Import the base classes from here or from their modules (the guide's
     from act_operator_lib import AsyncBaseNode, BaseGraph, BaseNode
 """
 
+import logging as _logging
+
 from act_operator_lib._errors import (
     ActOperatorError,
+    BlockingCallError,
     DuplicateItemKeyError,
     DurableContextError,
     ItemTimeoutError,
@@ -56,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActOperatorError",
+    "BlockingCallError",
     "AsCompleted",
     "AsyncBaseNode",
     "BaseGraph",
@@ -102,3 +106,7 @@ __all__ = [
     "run_async",
     "run_sync",
 ]
+
+# A library logs but never configures logging: without this, Python's last-resort
+# handler would print our retry/timeout warnings to stderr of apps that set up none.
+_logging.getLogger("act_operator_lib").addHandler(_logging.NullHandler())

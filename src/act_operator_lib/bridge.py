@@ -179,10 +179,15 @@ def run_async(coroutine: Coroutine[Any, Any, T], *, timeout: float | None = None
     the calling loop until the result is ready).
     """
     if not asyncio.iscoroutine(coroutine):
-        raise TypeError(
-            f"run_async() needs a coroutine, got {type(coroutine).__name__}; call the "
-            "async function: run_async(fetch(url)), not run_async(fetch)."
-        )
+        if callable(coroutine):
+            fix = "call the async function: run_async(fetch(url)), not run_async(fetch)"
+        else:
+            fix = (
+                "futures and tasks belong to the loop that made them; pass a coroutine "
+                "that awaits them instead, e.g. run_async(fetch_all(urls)) where "
+                "fetch_all does `return await asyncio.gather(...)`"
+            )
+        raise TypeError(f"run_async() needs a coroutine, got {type(coroutine).__name__}; {fix}.")
     if timeout is not None and not timeout > 0:
         coroutine.close()
         raise ValueError(f"run_async(timeout=...) must be > 0 or None, got {timeout!r}.")
