@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -156,7 +157,7 @@ async def _throughput(directory: Path) -> dict[str, float]:
 
 def _count_records(path: Path, prefix: str) -> int:
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as connection:
             row = connection.execute(
                 "SELECT count(*) FROM store WHERE prefix = ?", (prefix,)
             ).fetchone()

@@ -25,7 +25,11 @@ LEASE = 1.0
 
 
 async def rate_worker(key: str) -> None:
-    """CALLERS tasks acquiring until the run ends; prints [grant, resumed] pairs.
+    """CALLERS tasks acquiring until the run ends; prints [confirmed, returned] pairs.
+
+    ``confirmed`` is the Redis server time at which the grant was confirmed, after
+    the caller resumed; ``returned`` is ``time.time()`` when ``acquire`` returned
+    (one machine, so one clock for every process).
 
     Prints "ready" once imported, then reads the common start time from stdin.
     """
@@ -84,16 +88,18 @@ async def shared_rate() -> list[str]:
         *(worker.communicate(f"{start!r}\n".encode()) for worker in workers)
     )
     pairs = [pair for stdout, _ in outputs for pair in json.loads(stdout)]
-    # Grant times are on the Redis server's clock, which need not match ours.
-    first = min(grant for grant, _ in pairs)
-    scheduled = [grant for grant, _ in pairs if grant < first + SECONDS]
-    resumed = [moment for grant, moment in pairs if grant < first + SECONDS]
+    # Confirmation times are on the Redis server's clock, which need not match ours.
+    first = min(confirmed for confirmed, _ in pairs)
+    inside = [(confirmed, returned) for confirmed, returned in pairs if confirmed < first + SECONDS]
+    confirmed = [moment for moment, _ in inside]
+    returned = [moment for _, moment in inside]
     ideal = int(RATE * SECONDS)
     return [
         f"| {PROCESSES} processes x {CALLERS} callers, one key, {RATE}/s for {SECONDS:g} s "
-        f"| max in any {WINDOW} s window: **{most_in_window(scheduled, WINDOW)}** by server "
-        f"schedule, {most_in_window(resumed, WINDOW)} by resume time (limit {RATE}) "
-        f"| grants {len(scheduled)} / ideal {ideal} = **{len(scheduled) / ideal:.1%}** |",
+        f"| max in any {WINDOW} s window, at resume: **{most_in_window(confirmed, WINDOW)}** "
+        f"by Redis TIME at confirmation, {most_in_window(returned, WINDOW)} by time.time() "
+        f"when acquire returned (limit {RATE}) "
+        f"| grants {len(confirmed)} / ideal {ideal} = **{len(confirmed) / ideal:.1%}** |",
     ]
 
 

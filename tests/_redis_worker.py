@@ -1,7 +1,7 @@
 """A process that shares a Redis limiter with the tests: ``python tests/_redis_worker.py MODE ...``.
 
 Modes:
-    rate URL KEY RATE CALLS          CALLS concurrent acquires; prints the grant times (JSON)
+    rate URL KEY RATE CALLS          CALLS concurrent acquires; prints the confirmation times (JSON)
     concurrency URL KEY LIMIT CALLS  CALLS concurrent holders; counts holders in Redis
     hold URL KEY LIMIT LEASE         takes LIMIT permits, prints "held", waits to be killed
 """

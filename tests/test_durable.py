@@ -15,6 +15,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -345,7 +346,7 @@ async def test_thread_ids_with_periods_are_recorded_separately() -> None:
 
 def _count_records(path: Path, prefix: str) -> int:
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as connection:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as connection:
             row = connection.execute(
                 "SELECT count(*) FROM store WHERE prefix = ?", (prefix,)
             ).fetchone()

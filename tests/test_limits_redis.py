@@ -214,6 +214,45 @@ async def test_burst_lets_that_many_through_at_once(redis_url: str, key: str) ->
         await limiter.aclose()
 
 
+async def test_a_grant_is_confirmed_against_the_window_not_only_the_schedule(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisRateLimiter(redis_url, key, 1, per=3600)
+    try:
+        await limiter.acquire()
+        # Rewind the schedule, as if this caller's slot had come: the log of
+        # confirmed grants still holds the first grant of the hour, so no grant.
+        await redis_client.hset(key, "tat", 0)
+        second = asyncio.create_task(limiter.acquire())
+        done, _ = await asyncio.wait({second}, timeout=0.2)
+        assert not done
+        second.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert await redis_client.zcard(f"{key}:grants") == 1
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_cancellation_arriving_during_a_redis_command_is_never_lost(
+    redis_url: str, key: str
+) -> None:
+    limiter = RedisRateLimiter(redis_url, key, 1_000_000)
+    try:
+        await limiter.acquire()  # connected, script loaded
+        for steps in [*range(40)] * 5:
+            task = asyncio.create_task(limiter.acquire())
+            for _ in range(steps):  # let the command get that far before cancelling
+                await asyncio.sleep(0)
+            if task.cancel():
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            else:
+                await task
+    finally:
+        await limiter.aclose()
+
+
 async def test_a_weight_above_max_weight_is_refused(redis_url: str) -> None:
     limiter = RedisRateLimiter(redis_url, "k", 10, burst=2)
     try:

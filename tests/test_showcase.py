@@ -10,6 +10,7 @@ import re
 import signal
 import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ async def run_quietly(
 
 
 def stored_rows(thread_id: str, directory: Path) -> int:
-    with sqlite3.connect(directory / ".demo" / "showcase.sqlite") as db:
+    with closing(sqlite3.connect(directory / ".demo" / "showcase.sqlite")) as db:
         tables = db.execute(
             "SELECT count(*) FROM sqlite_master WHERE name = 'showcase_items'"
         ).fetchone()[0]

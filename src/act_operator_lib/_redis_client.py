@@ -65,12 +65,6 @@ def _check_url(owner: str, url: str) -> None:
         raise ValueError(f"{owner}: malformed Redis URL {shown!r}: no host (or port 0)")
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    """Mark an abandoned operation's outcome as seen, so asyncio does not log it."""
-    if not task.cancelled():
-        task.exception()
-
-
 class RedisHandle:
     """A redis-py asyncio client plus the rules for talking to it.
 
@@ -129,24 +123,21 @@ class RedisHandle:
         Raises:
             LimiterUnavailableError: refused, unreachable, or no answer in time.
         """
-        # The operation runs in its own task, awaited through asyncio.wait: redis-py
-        # can swallow a cancellation that lands at some points inside a command
-        # (the command completes and the caller never sees CancelledError), so the
-        # caller's cancellation must not depend on redis-py passing it on.
-        task = asyncio.ensure_future(operation)
+        # redis-py 8.1 swallows a cancellation that lands at some points inside a
+        # command: the command completes and CancelledError never reaches us. The
+        # request is still counted by `Task.cancelling()`, so a count higher than
+        # before the call means a cancellation was lost: raise it here. (This
+        # replaces running each operation in its own task, which cost ~30 us.)
+        task = asyncio.current_task()
+        cancelling = task.cancelling() if task is not None else 0
         try:
             async with asyncio.timeout(self.timeout + extra_time):
-                await asyncio.wait((task,))
-        except BaseException as error:
-            task.cancel()
-            task.add_done_callback(_retrieve)
-            if isinstance(error, self._unavailable):
-                raise LimiterUnavailableError(self.address, key, self.timeout) from error
-            raise
-        try:
-            return task.result()
+                result = await operation
         except self._unavailable as error:
             raise LimiterUnavailableError(self.address, key, self.timeout) from error
+        if task is not None and task.cancelling() > cancelling:
+            raise asyncio.CancelledError
+        return result
 
     async def aclose(self) -> None:
         """Close the client if it was built here from a URL."""

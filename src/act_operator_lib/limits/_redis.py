@@ -43,17 +43,19 @@ _RECHECK_INTERVAL: Final = 1.0
 """Longest a concurrency waiter blocks on its wake list before checking again."""
 _KIND_ERROR: Final = "ACTOPLIB_KIND"
 
-# Shared by both scripts: KEYS[1] is the limiter's hash, whose field `kind` says
+# Shared by every script: KEYS[1] is the limiter's hash, whose field `kind` says
 # which kind of limiter owns the key; any other kind, or another Redis type, is an
-# error reply instead of silent corruption.
+# error reply instead of silent corruption. One HMGET reads the hash (`limiter`:
+# kind, tat, granted) and, in the usual case of the right kind, is the whole check.
 _CHECK_KIND: Final = """
-local key_type = redis.call('TYPE', KEYS[1])['ok']
-if key_type ~= 'none' then
-  if key_type ~= 'hash' then
-    return redis.error_reply('ACTOPLIB_KIND a Redis ' .. key_type)
-  end
-  local owner = redis.call('HGET', KEYS[1], 'kind')
-  if owner ~= ARGV[1] then
+local limiter = redis.pcall('HMGET', KEYS[1], 'kind', 'tat', 'granted')
+local owner = limiter[1]
+if owner ~= ARGV[1] then
+  local key_type = redis.call('TYPE', KEYS[1])['ok']
+  if key_type ~= 'none' then
+    if key_type ~= 'hash' then
+      return redis.error_reply('ACTOPLIB_KIND a Redis ' .. key_type)
+    end
     return redis.error_reply('ACTOPLIB_KIND ' .. (owner and ('a ' .. owner .. ' limiter')
       or 'a hash that is not a limiter'))
   end
@@ -62,25 +64,58 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 """
 
-# GCRA with reservation. KEYS[1]: hash {kind, tat}. ARGV: kind, interval (us per
-# unit, an integer), burst, weight. TAT is the theoretical arrival time of the next
-# unit. The caller is granted at max(now, new_tat - burst * interval): it reserves
-# its slot now and sleeps until then, so nobody ever retries. Returns {grant, now}
-# in microseconds of server time.
+# GCRA with reservation, confirmed against a log of grants. KEYS[1]: hash {kind,
+# tat, granted}; KEYS[2]: sorted set of confirmed grants, scored by server time (us),
+# each member the count of units granted before it (so units in the window are
+# `granted` minus the oldest member). ARGV: kind, "interval burst capacity per"
+# (us per unit, units, ceil(rate) + burst - 1, us: one argument, as packing each
+# costs the client microseconds), weight, due (us; -1 to reserve).
+# Reserving moves TAT, the theoretical arrival time of the next unit, and makes the
+# caller due at max(now, new_tat - burst * interval). A caller is granted only when
+# it is due and the log has room for `weight` more units in the window (now - per,
+# now]; the grant is then logged at `now`. Returns `now` when granted (one integer,
+# cheaper to parse than an array), else {now, at}: sleep until `at` (server time)
+# and call again with due = at. So a
+# caller woken late is counted when it confirms, and the window holds at most
+# `capacity` units by confirmation time.
 _RATE_SCRIPT: Final = (
     _CHECK_KIND
     + """
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local weight = tonumber(ARGV[4])
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
-if tat < now then tat = now end
-local new_tat = tat + weight * interval
-local grant = new_tat - burst * interval
-if grant < now then grant = now end
-redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'tat', string.format('%.0f', new_tat))
-redis.call('PEXPIRE', KEYS[1], math.ceil((new_tat - now) / 1000) + 1000)
-return {grant, now}
+local interval, burst, capacity, per = string.match(ARGV[2], '(%d+) (%d+) (%d+) (%d+)')
+interval, per = tonumber(interval), tonumber(per)
+local weight = tonumber(ARGV[3])
+local due = tonumber(ARGV[4])
+local tat = tonumber(limiter[2]) or now
+local granted = tonumber(limiter[3]) or 0
+if due < 0 then
+  if tat < now then tat = now end
+  tat = tat + weight * interval
+  due = tat - tonumber(burst) * interval
+end
+local granted_now = false
+if due <= now then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - per)
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local in_window = oldest[1] and granted - tonumber(oldest[1]) or 0
+  if in_window < 0 then
+    redis.call('DEL', KEYS[2])
+    in_window = 0
+  end
+  if in_window + weight > tonumber(capacity) then
+    due = tonumber(oldest[2]) + per
+  else
+    redis.call('ZADD', KEYS[2], now, string.format('%.0f', granted))
+    granted = granted + weight
+    granted_now = true
+  end
+end
+redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'tat', string.format('%.0f', tat),
+  'granted', string.format('%.0f', granted))
+local ttl = math.ceil((math.max(tat - now, 0) + per) / 1000) + 1000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+if granted_now then return now end
+return {now, due}
 """
 )
 
@@ -237,23 +272,36 @@ class RedisRateLimiter(_RedisLimiterBase):
         await limiter.acquire(weight=5)     # costs 5 units
         await limiter.aclose()
 
-    Guarantee: units are scheduled by a GCRA on the Redis server at least
-    ``per / rate`` apart (``burst`` units may go at once after a quiet spell), so in
-    any window of ``per`` seconds at most ``ceil(rate) + burst - 1`` units are
-    scheduled, across every process sharing ``key``. A waiting caller reserves its
-    slot in the same atomic step and sleeps until it (the wait the server computed),
-    so it never polls or retries; it resumes at its slot plus its own event loop's
-    lateness, never before.
+    Guarantee: in any window of ``per`` seconds at most ``ceil(rate) + burst - 1``
+    units are granted across every process sharing ``key``, counted at the moment
+    each grant is confirmed on the server (Redis ``TIME``), after the caller has
+    resumed, so an event loop that wakes a caller late cannot let a burst through.
+    A GCRA on the server spaces reservations ``per / rate`` apart (``burst`` units
+    may go at once after a quiet spell); a caller reserves its slot, sleeps until
+    it, then confirms it against a log of the grants in the last ``per`` seconds.
+    An uncontended caller reserves and confirms in one script call. If a late
+    wake-up filled the window, the server says how long to sleep before confirming
+    again: nobody polls.
 
     Cancellation: a caller cancelled (or timed out) while sleeping loses its
     reserved slot; the slot is not handed back, which only makes the limit
     stricter for a moment, never looser.
 
     Every process must use the same ``rate``, ``per`` and ``burst`` for a key.
-    Keys: ``key`` (a hash holding the schedule; it expires when idle).
+    Keys: ``key`` (a hash holding the schedule) and ``key:grants`` (the log of
+    confirmed grants); both expire when idle.
     """
 
-    __slots__ = ("_burst", "_capacity", "_grant_log", "_interval_us", "_per", "_rate", "_script")
+    __slots__ = (
+        "_burst",
+        "_capacity",
+        "_grant_log",
+        "_keys",
+        "_per",
+        "_rate",
+        "_schedule",
+        "_script",
+    )
 
     _kind = "rate"
 
@@ -294,8 +342,11 @@ class RedisRateLimiter(_RedisLimiterBase):
         super().__init__(redis, key, owner=owner, timeout=timeout, on_unavailable=on_unavailable)
         # Whole microseconds, rounded up: integer arithmetic in Lua is exact, and
         # rounding up can only make the limit stricter.
-        self._interval_us = math.ceil(self._per / self._rate * 1_000_000)
+        interval_us = math.ceil(self._per / self._rate * 1_000_000)
         self._capacity = math.ceil(self._rate) + self._burst - 1
+        per_us = math.ceil(self._per * 1_000_000)
+        self._schedule = f"{interval_us} {self._burst} {self._capacity} {per_us}".encode()
+        self._keys = [self._key, f"{self._key}:grants"]
         self._script: AsyncScript = self._handle.client.register_script(_RATE_SCRIPT)
         self._grant_log: deque[float] = deque()
 
@@ -321,7 +372,8 @@ class RedisRateLimiter(_RedisLimiterBase):
         await self.acquire_with_grant_time(weight)
 
     async def acquire_with_grant_time(self, weight: int = 1) -> float | None:
-        """`acquire`, returning the Redis server time (Unix seconds) of the grant.
+        """`acquire`, returning the Redis server time (Unix seconds) the grant was
+        confirmed, after this caller resumed from any wait.
 
         None when the grant did not come from Redis (``on_unavailable`` fallback).
         Useful to check the schedule across processes, as the tests do.
@@ -343,24 +395,26 @@ class RedisRateLimiter(_RedisLimiterBase):
         return grant_time
 
     async def _take(self, loop: asyncio.AbstractEventLoop, weight: int) -> float | None:
-        if self._use_redis(loop.time()):
+        due_us = -1
+        while self._use_redis(loop.time()):
             try:
-                grant_us, now_us = await self._handle.call(
+                reply = await self._handle.call(
                     self._script(
-                        keys=[self._key],
-                        args=[self._kind, self._interval_us, self._burst, weight],
+                        keys=self._keys,
+                        args=[self._kind, self._schedule, weight, due_us],
                     ),
                     self._key,
                 )
             except LimiterUnavailableError as error:
                 self._unavailable(error, loop.time())
+                break
             except Exception as error:
                 self._raise_conflict(error)
                 raise
-            else:
-                if grant_us > now_us:
-                    await asyncio.sleep((grant_us - now_us) / 1_000_000)
-                return float(grant_us) / 1_000_000
+            if isinstance(reply, int):
+                return float(reply) / 1_000_000
+            now_us, due_us = reply
+            await asyncio.sleep((due_us - now_us) / 1_000_000)
         if self._on_unavailable == "local":
             if self._fallback is None:
                 self._fallback = RateLimiter(self._rate, self._per, self._burst)
@@ -519,22 +573,26 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
         """Return the permit taken: a holder id, or `_ALLOWED` / `_LOCAL`."""
         while self._use_redis(loop.time()):
             holder = uuid.uuid4().hex
-            try:
-                granted, wait_us = await self._handle.call(
-                    self._acquire_script(
-                        keys=self._keys(),
-                        args=[self._kind, holder, self._limit, self._lease_us],
-                    ),
-                    self._key,
+            # Shielded: a cancelled caller must not cancel the script mid-flight, or
+            # its give-back could reach the server before the script and the permit
+            # would be taken after it was "released" (held by nobody until its lease
+            # ran out). The give-back waits for the script to finish instead.
+            script = loop.create_task(
+                self._acquire_script(
+                    keys=self._keys(),
+                    args=[self._kind, holder, self._limit, self._lease_us],
                 )
+            )
+            try:
+                granted, wait_us = await self._handle.call(asyncio.shield(script), self._key)
             except LimiterUnavailableError as error:
-                self._give_back(holder)
+                self._give_back(holder, after=script)
                 self._unavailable(error, loop.time())
                 break
             except BaseException as error:
                 # The script may have run before the cancellation or failure reached
                 # us: give the id back, shielded, so no permit waits for its lease.
-                self._give_back(holder)
+                self._give_back(holder, after=script)
                 if isinstance(error, Exception):
                     self._raise_conflict(error)
                 raise
@@ -580,14 +638,26 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
                 )
                 return
 
-    def _give_back(self, holder: str) -> asyncio.Task[None]:
-        """Release ``holder`` on the server in a task that no cancellation reaches."""
-        task = asyncio.get_running_loop().create_task(self._release_on_server(holder))
+    def _give_back(
+        self, holder: str, after: asyncio.Future[object] | None = None
+    ) -> asyncio.Task[None]:
+        """Release ``holder`` on the server in a task that no cancellation reaches.
+
+        ``after``: the acquire script that may be granting ``holder``; the release is
+        sent once it has finished, so it cannot overtake it on the server.
+        """
+        task = asyncio.get_running_loop().create_task(self._release_on_server(holder, after))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
         return task
 
-    async def _release_on_server(self, holder: str) -> None:
+    async def _release_on_server(
+        self, holder: str, after: asyncio.Future[object] | None = None
+    ) -> None:
+        if after is not None:
+            await asyncio.wait((after,))
+            if not after.cancelled():
+                after.exception()  # seen here: the caller that started it is gone
         try:
             await self._handle.call(
                 self._release_script(keys=self._keys(), args=[self._kind, holder, self._limit]),
