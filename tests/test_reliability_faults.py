@@ -1,0 +1,484 @@
+"""Fault injection: thousands of operations mixing success, exceptions, timeouts and
+cancellation, then proof that nothing leaked (docs/reliability.md).
+
+Every run is seeded (the seed is in the test id and in every failure message), so a
+failure replays exactly. In-process runs use the virtual clock (looptime): 10,000
+operations take a few virtual minutes and a second or two of real time. After each
+run: every permit and token is back (``statistics()``), no task started by the run
+is pending, no resource is open, and, because the suite runs with ``-W error``, no
+exception went unretrieved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, TypedDict
+
+import pytest
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+from redis.asyncio import Redis
+from tests._reliability import SEEDS, Boom, Inside, assert_no_new_tasks, drive, most_in_any_window
+
+from act_operator_lib import (
+    AsyncBaseNode,
+    ConcurrencyLimiter,
+    ItemTimeoutError,
+    NodeTimeoutError,
+    RateLimiter,
+    RedisConcurrencyLimiter,
+    ResourceClosedError,
+    map_concurrent,
+)
+from act_operator_lib.resources import Resource, aclose_resources
+
+OPERATIONS = 10_000
+
+
+def seeds() -> Any:
+    return pytest.mark.parametrize("seed", SEEDS, ids=[f"seed={seed}" for seed in SEEDS])
+
+
+def fates(rng: random.Random, kinds: dict[str, int]) -> str:
+    return rng.choices(list(kinds), weights=list(kinds.values()))[0]
+
+
+# RateLimiter
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_rate_limiter_under_faults_keeps_its_window_and_leaks_nothing(seed: int) -> None:
+    rng = random.Random(seed)
+    limiter = RateLimiter(200, per=1.0, burst=4)
+    loop = asyncio.get_running_loop()
+    grants: list[tuple[float, int]] = []
+    kinds = {"ok": 40, "error": 15, "timeout": 25, "weighted": 20}
+    plan = [
+        (fates(rng, kinds), rng.randint(0, 20) / 1000, rng.randint(1, 3)) for _ in range(OPERATIONS)
+    ]
+    before = asyncio.all_tasks()
+
+    async def operation(number: int) -> str:
+        kind, work, weight = plan[number]
+        if kind == "timeout":
+            try:
+                async with asyncio.timeout(work):
+                    await limiter.acquire()
+                    grants.append((loop.time(), 1))
+                    await asyncio.sleep(work)
+            except TimeoutError:
+                return "timed out"
+            return "ok"
+        if kind == "weighted":
+            await limiter.acquire(weight=weight)
+            grants.append((loop.time(), weight))
+            return "ok"
+        async with limiter:
+            grants.append((loop.time(), 1))
+            await asyncio.sleep(work)
+            if kind == "error":
+                raise Boom(number)
+        return "ok"
+
+    driven = await drive(
+        rng, OPERATIONS, operation, at_once=300, cancel_share=0.2, cancel_within=0.05
+    )
+    for outcome in driven.outcomes(seed):
+        assert outcome in ("ok", "timed out") or isinstance(outcome, Boom), (
+            f"seed={seed}: {outcome!r}"
+        )
+
+    assert most_in_any_window(grants, 1.0) <= 200 + 4 - 1, f"seed={seed}: window exceeded"
+    statistics = limiter.statistics()
+    assert statistics.waiting == 0, f"seed={seed}: {statistics}"
+    assert statistics.granted == sum(weight for _, weight in grants), f"seed={seed}: {statistics}"
+    await asyncio.sleep(1.0)  # one window later every grant has left it
+    assert limiter.statistics().in_use == 0, f"seed={seed}: {limiter.statistics()}"
+    before_acquire = loop.time()
+    await limiter.acquire(weight=4)  # a fresh burst goes at once: no stale queue or timer
+    assert loop.time() == before_acquire, f"seed={seed}"
+    assert_no_new_tasks(before, seed)
+
+
+# ConcurrencyLimiter (in-process)
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_concurrency_limiter_under_faults_returns_every_permit(seed: int) -> None:
+    rng = random.Random(seed)
+    limiter = ConcurrencyLimiter(5)
+    inside = Inside()
+    kinds = {"ok": 30, "error": 15, "timeout": 20, "decorated": 15, "manual": 20}
+    plan = [(fates(rng, kinds), rng.randint(0, 10) / 1000) for _ in range(OPERATIONS)]
+    before = asyncio.all_tasks()
+
+    async def work(number: int, seconds: float, fail: bool) -> str:
+        inside.enter()
+        try:
+            assert inside.now <= limiter.limit, f"seed={seed}: {inside.now} holders"
+            await asyncio.sleep(seconds)
+            if fail:
+                raise Boom(number)
+        finally:
+            inside.leave()
+        return "ok"
+
+    decorated = limiter(work)
+
+    async def operation(number: int) -> str:
+        kind, seconds = plan[number]
+        if kind == "timeout":
+            try:
+                async with asyncio.timeout(seconds * 2), limiter:
+                    return await work(number, seconds * 3, False)
+            except TimeoutError:
+                return "timed out"
+        if kind == "decorated":
+            return await decorated(number, seconds, False)
+        if kind == "manual":
+            await limiter.acquire()
+            try:
+                return await work(number, seconds, False)
+            finally:
+                await limiter.release()
+        async with limiter:
+            return await work(number, seconds, kind == "error")
+
+    driven = await drive(
+        rng, OPERATIONS, operation, at_once=100, cancel_share=0.2, cancel_within=0.03
+    )
+    for outcome in driven.outcomes(seed):
+        assert outcome in ("ok", "timed out") or isinstance(outcome, Boom), (
+            f"seed={seed}: {outcome!r}"
+        )
+
+    statistics = limiter.statistics()
+    assert (statistics.in_use, statistics.waiting) == (0, 0), f"seed={seed}: {statistics}"
+    assert statistics.granted == inside.entered, f"seed={seed}: a permit was granted unused"
+    assert inside.peak == limiter.limit, f"seed={seed}: the limit was never reached"
+    assert_no_new_tasks(before, seed)
+
+
+# RedisConcurrencyLimiter (real Redis on 127.0.0.1:6379, real time: fewer operations)
+
+
+@pytest.fixture
+async def redis_key(redis_url: str) -> AsyncIterator[str]:
+    key = f"test:reliability:{uuid.uuid4().hex}"
+    yield key
+    client = Redis.from_url(redis_url)
+    names = [name async for name in client.scan_iter(match=f"{key}*")]
+    if names:
+        await client.delete(*names)
+    await client.aclose()
+
+
+@seeds()
+async def test_redis_concurrency_limiter_under_faults_returns_every_permit(
+    seed: int, redis_url: str, redis_key: str
+) -> None:
+    rng = random.Random(seed)
+    operations = 2_000
+    limiter = RedisConcurrencyLimiter(redis_url, redis_key, 4, lease=30)
+    inside = Inside()
+    kinds = {"ok": 50, "error": 20, "timeout": 30}
+    plan = [(fates(rng, kinds), rng.randint(0, 3) / 1000) for _ in range(operations)]
+    before = asyncio.all_tasks()
+
+    async def operation(number: int) -> str:
+        kind, seconds = plan[number]
+        try:
+            async with asyncio.timeout(0.004 if kind == "timeout" else None), limiter:
+                inside.enter()
+                try:
+                    assert inside.now <= limiter.limit, f"seed={seed}: {inside.now} holders"
+                    await asyncio.sleep(seconds)
+                    if kind == "error":
+                        raise Boom(number)
+                finally:
+                    inside.leave()
+        except TimeoutError:
+            return "timed out"
+        return "ok"
+
+    try:
+        driven = await drive(
+            rng, operations, operation, at_once=12, cancel_share=0.2, cancel_within=0.004
+        )
+        for outcome in driven.outcomes(seed):
+            assert outcome in ("ok", "timed out") or isinstance(outcome, Boom), (
+                f"seed={seed}: {outcome!r}"
+            )
+        statistics = limiter.statistics()
+        assert (statistics.in_use, statistics.waiting) == (0, 0), f"seed={seed}: {statistics}"
+        assert inside.peak <= limiter.limit
+    finally:
+        await limiter.aclose()  # waits for the shielded releases of cancelled holders
+    client = Redis.from_url(redis_url)
+    try:
+        holders = await client.zcard(f"{redis_key}:holders")
+    finally:
+        await client.aclose()
+    assert holders == 0, f"seed={seed}: {holders} permits left on the server"
+    assert_no_new_tasks(before, seed)
+
+
+# map_concurrent
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_map_concurrent_under_faults_leaves_no_call_running(seed: int) -> None:
+    rng = random.Random(seed)
+    rate = RateLimiter(2_000)
+    items_done = 0
+    before = asyncio.all_tasks()
+
+    async def one_map(items: list[tuple[int, str]], return_exceptions: bool) -> None:
+        running = Inside()
+
+        async def call(item: tuple[int, str]) -> int:
+            index, fate = item
+            running.enter()
+            try:
+                await asyncio.sleep(rng.randint(0, 2) / 1000)
+                if fate == "error":
+                    raise Boom(index)
+                if fate == "slow":
+                    await asyncio.sleep(1.0)  # past the per-item timeout
+                return index
+            finally:
+                running.leave()
+
+        try:
+            results = await map_concurrent(
+                call,
+                items,
+                limit=rng.randint(1, 8),
+                timeout=0.5,
+                rate_limiter=rate,
+                return_exceptions=return_exceptions,
+            )
+        except (Boom, ItemTimeoutError):
+            assert not return_exceptions, f"seed={seed}"
+            assert any(fate != "ok" for _, fate in items), f"seed={seed}"
+            return
+        finally:
+            # The trio promise: when map_concurrent is done (returned, raised or was
+            # cancelled), so is every call it made.
+            assert running.now == 0, f"seed={seed}: {running.now} calls outlived it"
+        for (index, fate), result in zip(items, results, strict=True):
+            if fate == "ok":
+                assert result == index, f"seed={seed}"
+            elif fate == "error":
+                assert isinstance(result, Boom), f"seed={seed}: {result!r}"
+            else:
+                assert isinstance(result, ItemTimeoutError), f"seed={seed}: {result!r}"
+                assert result.index == index, f"seed={seed}"
+
+    while items_done < OPERATIONS:
+        callers = []
+        for _ in range(4):
+            count = rng.randint(10, 80)
+            items = [
+                (index, rng.choices(["ok", "error", "slow"], weights=[85, 10, 5])[0])
+                for index in range(count)
+            ]
+            items_done += count
+            caller = asyncio.create_task(one_map(items, rng.random() < 0.7))
+            if rng.random() < 0.25:
+                asyncio.get_running_loop().call_later(rng.randint(0, 30) / 1000, caller.cancel)
+            callers.append(caller)
+        await asyncio.wait(callers)
+        for caller in callers:
+            if not caller.cancelled():
+                caller.result()
+    assert rate.statistics().waiting == 0, f"seed={seed}"
+    assert_no_new_tasks(before, seed)
+
+
+# Node policies: timeout, retry, rate_limit, max_concurrency, in graph runs and direct calls
+
+
+class RunState(TypedDict, total=False):
+    run: int
+    result: int
+
+
+def build_flaky(seed: int, plans: dict[int, list[str]], inside: Inside) -> AsyncBaseNode:
+    class Flaky(AsyncBaseNode):
+        timeout = 0.05
+        retry = RetryPolicy(
+            max_attempts=3,
+            initial_interval=0.01,
+            backoff_factor=2.0,
+            jitter=False,
+            retry_on=(Boom, NodeTimeoutError),
+        )
+        rate_limit = RateLimiter(500, burst=5)
+        max_concurrency = 4
+
+        async def execute(self, state: RunState) -> RunState:
+            fate = plans[state["run"]].pop(0)
+            inside.enter()
+            try:
+                assert inside.now <= 4, f"seed={seed}: {inside.now} attempts at once"
+                await asyncio.sleep(0.001 if fate != "slow" else 1.0)
+                if fate == "error":
+                    raise Boom(state["run"])
+                if fate == "bug":
+                    raise KeyError(state["run"])
+            finally:
+                inside.leave()
+            return {"result": state["run"]}
+
+    return Flaky()
+
+
+def expected(plan: list[str]) -> type[BaseException] | None:
+    """The exception a call with these attempt fates ends in (None: success)."""
+    for attempt, fate in enumerate(plan, start=1):
+        if fate == "ok":
+            return None
+        if fate == "bug":
+            return KeyError
+        if attempt == 3:
+            return Boom if fate == "error" else NodeTimeoutError
+    raise AssertionError("a plan has three fates")
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_node_policies_under_faults_release_every_slot(seed: int) -> None:
+    rng = random.Random(seed)
+    calls = 4_500
+    inside = Inside()
+    plans = {
+        run: rng.choices(["ok", "error", "slow", "bug"], weights=[55, 25, 15, 5], k=3)
+        for run in range(calls)
+    }
+    outcomes_expected = {run: expected(plan) for run, plan in plans.items()}
+    node = build_flaky(seed, plans, inside)
+    builder = StateGraph(RunState)
+    builder.add_node("flaky", node)
+    builder.add_edge(START, "flaky")
+    builder.add_edge("flaky", END)
+    graph = builder.compile()
+    before = asyncio.all_tasks()
+
+    async def operation(run: int) -> tuple[int, Any]:
+        if run % 3 == 0:  # a whole graph run; the driver may cancel it
+            return run, await graph.ainvoke({"run": run})
+        return run, await node({"run": run})
+
+    driven = await drive(rng, calls, operation, at_once=60, cancel_share=0.15, cancel_within=0.1)
+    attempts = sum(3 - len(plan) for plan in plans.values())
+    assert calls + attempts >= 10_000, f"seed={seed}: only {attempts} attempts"
+    finished = 0
+    for task in driven.finished:
+        if task.cancelled():
+            continue
+        assert task not in driven.reached, f"seed={seed}: a cancelled run was not cancelled"
+        finished += 1
+        error = task.exception()
+        if error is None:
+            run, result = task.result()
+            assert outcomes_expected[run] is None, f"seed={seed}: run {run} {plans[run]}"
+            assert result["result"] == run
+        else:
+            run = error.args[0] if isinstance(error, Boom | KeyError) else None
+            if run is not None:
+                assert outcomes_expected[run] is type(error), f"seed={seed}: {error!r}"
+            else:
+                assert isinstance(error, NodeTimeoutError), f"seed={seed}: {error!r}"
+
+    slots = node._policies.max_concurrency  # type: ignore[union-attr]
+    assert slots is not None
+    statistics = slots.statistics()
+    assert (statistics.in_use, statistics.waiting) == (0, 0), f"seed={seed}: {statistics}"
+    assert inside.peak == 4, f"seed={seed}: peak {inside.peak}"
+    node_statistics = node.statistics()
+    # A call cancelled before it started is not a call; every started one ended.
+    assert finished <= node_statistics.calls <= calls, f"seed={seed}: {node_statistics}"
+    assert node_statistics.calls == (
+        node_statistics.successes + node_statistics.failures + node_statistics.cancellations
+    ), f"seed={seed}: {node_statistics}"
+    assert_no_new_tasks(before, seed)
+
+
+# Pooled resources
+
+
+class Connection:
+    def __init__(self, pool: CountingPool) -> None:
+        self.pool = pool
+        self.closed = False
+
+
+class CountingPool(Resource[Connection]):
+    """A resource whose open and close take time and whose open sometimes fails."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.live = 0
+
+    async def open(self) -> Connection:
+        await asyncio.sleep(self.rng.randint(0, 5) / 1000)
+        if self.rng.random() < 0.1:
+            raise Boom("open failed")
+        self.live += 1
+        return Connection(self)
+
+    async def close(self, value: Connection) -> None:
+        await asyncio.sleep(self.rng.randint(0, 3) / 1000)
+        value.closed = True
+        self.live -= 1
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_pooled_resource_under_faults_closes_everything_it_opened(seed: int) -> None:
+    rng = random.Random(seed)
+    pool = CountingPool(rng)
+
+    class User(AsyncBaseNode):
+        connection = pool
+
+        async def execute(self, state: RunState) -> RunState:
+            return {}
+
+    user = User()
+    before = asyncio.all_tasks()
+
+    async def operation(number: int) -> str:
+        if number % 499 == 0:  # now and then, close the pool while others use it
+            await user.connection.aclose()
+            return "closed"
+        try:
+            connection = await user.connection()
+        except ResourceClosedError:
+            return "refused"
+        await asyncio.sleep(rng.randint(0, 4) / 1000)
+        if rng.random() < 0.1:
+            raise Boom(number)
+        return "closed" if connection.closed else "ok"
+
+    driven = await drive(
+        rng, OPERATIONS, operation, at_once=50, cancel_share=0.2, cancel_within=0.01
+    )
+    for outcome in driven.outcomes(seed):
+        assert outcome in ("ok", "closed", "refused") or isinstance(outcome, Boom), (
+            f"seed={seed}: {outcome!r}"
+        )
+    await aclose_resources(user)
+    statistics = user.connection.statistics()
+    assert statistics.opened == statistics.closed, f"seed={seed}: {statistics}"
+    assert statistics.loops == 0, f"seed={seed}: {statistics}"
+    assert pool.live == 0, f"seed={seed}: {pool.live} values never closed"
+    assert statistics.opened >= 1, f"seed={seed}: {statistics}"
+    assert_no_new_tasks(before, seed)

@@ -1,0 +1,221 @@
+"""Redis faults against a real redis-server this test starts (docs/reliability.md).
+
+The fixture starts its own ``redis-server`` on a free port of 127.0.0.1 (never the
+shared one on 6379), and the tests stop and start it mid-run, or point a limiter at
+a socket that accepts connections and never answers. Behaviour follows the
+documented ``on_unavailable`` choice; no call hangs (each raises
+`LimiterUnavailableError` well inside a generous outer guard); no permit is granted
+twice (holders are counted inside the critical section across the outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from tests._reliability import Inside, assert_no_new_tasks
+
+from act_operator_lib import LimiterUnavailableError, RedisConcurrencyLimiter, RedisRateLimiter
+from act_operator_lib.limits import OnUnavailable
+
+pytestmark = pytest.mark.redis
+
+GUARD = 30.0
+"""Outer bound on any one call; the limiter's own timeout (0.3 s) must fire first."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class OwnRedis:
+    """A redis-server subprocess on its own port, which the test stops and starts."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        process = await asyncio.create_subprocess_exec(
+            self.binary,
+            *("--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        self.process = process
+        assert process.stdout is not None
+        # Ready when it says so in its log (no polling, no sleep).
+        while b"Ready to accept connections" not in (line := await process.stdout.readline()):
+            assert line, "redis-server exited before it was ready"
+
+    async def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.communicate()
+
+
+@pytest.fixture
+async def own_redis() -> AsyncIterator[OwnRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not on PATH"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}; CI requires it")
+        pytest.skip(message)
+    server = OwnRedis(binary)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+def silent_port() -> AsyncIterator[int]:  # type: ignore[misc]
+    """A listening socket nobody accepts on: the kernel connects, nobody ever answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+
+
+async def hold_and_count(limiter: RedisConcurrencyLimiter, inside: Inside) -> None:
+    async with limiter:
+        inside.enter()
+        try:
+            assert inside.now <= limiter.limit, f"{inside.now} holders, limit {limiter.limit}"
+            await asyncio.sleep(0.001)
+        finally:
+            inside.leave()
+
+
+@pytest.mark.xfail(
+    reason="open finding: after a restart, the first command on each stale pooled "
+    "connection fails ('Connection closed by server'), so on_unavailable='fail' raises "
+    "once per stale connection although Redis is back",
+    strict=False,
+)
+async def test_fail_raises_during_an_outage_grants_nothing_twice_and_recovers(
+    own_redis: OwnRedis,
+) -> None:
+    limiter = RedisConcurrencyLimiter(own_redis.url, "outage", 3, timeout=0.3)
+    inside = Inside()
+    before = asyncio.all_tasks()
+    try:
+        async with asyncio.timeout(GUARD):
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(60)))
+            holders = [asyncio.create_task(hold_and_count(limiter, inside)) for _ in range(6)]
+            await own_redis.stop()  # mid-run: some hold a permit, some wait
+            outcomes = await asyncio.gather(*holders, return_exceptions=True)
+            for outcome in outcomes:
+                assert outcome is None or isinstance(outcome, LimiterUnavailableError), outcome
+            for _ in range(5):  # each call gives up within its own timeout
+                with pytest.raises(LimiterUnavailableError, match=f"127.0.0.1:{own_redis.port}"):
+                    await limiter.acquire()
+            assert inside.now == 0
+            await own_redis.start()
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(60)))
+        statistics = limiter.statistics()
+        assert (statistics.in_use, statistics.waiting) == (0, 0), statistics
+        assert inside.peak <= 3
+    finally:
+        await limiter.aclose()
+    assert_no_new_tasks(before, "outage")
+
+
+@pytest.mark.parametrize("on_unavailable", ["allow", "local"])
+async def test_allow_and_local_carry_on_through_an_outage(
+    own_redis: OwnRedis, on_unavailable: OnUnavailable
+) -> None:
+    limiter = RedisConcurrencyLimiter(
+        own_redis.url, "outage", 2, timeout=0.3, on_unavailable=on_unavailable
+    )
+    inside = Inside()
+    try:
+        async with asyncio.timeout(GUARD):
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(50)))
+            await own_redis.stop()
+            inside.peak = 0
+            # Between the stop and the restart no permit from Redis is held, so the
+            # fallback alone decides: "local" keeps the limit, "allow" does not.
+            await asyncio.gather(*(hold_and_count_unbounded(limiter, inside) for _ in range(8)))
+            if on_unavailable == "local":
+                assert inside.peak <= 2
+            else:
+                assert inside.peak == 8
+            await own_redis.start()
+            # Documented: after a failure the fallback is used for 1 s before Redis
+            # is asked again, so only "local" still counts against a limit here.
+            count = hold_and_count if on_unavailable == "local" else hold_and_count_unbounded
+            await asyncio.gather(*(count(limiter, inside) for _ in range(50)))
+        statistics = limiter.statistics()
+        assert (statistics.in_use, statistics.waiting) == (0, 0), statistics
+    finally:
+        await limiter.aclose()
+
+
+async def hold_and_count_unbounded(limiter: RedisConcurrencyLimiter, inside: Inside) -> None:
+    async with limiter:
+        inside.enter()
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            inside.leave()
+
+
+async def test_rate_limiter_fails_during_an_outage_and_recovers(own_redis: OwnRedis) -> None:
+    limiter = RedisRateLimiter(own_redis.url, "outage-rate", 1000, timeout=0.3)
+    try:
+        async with asyncio.timeout(GUARD):
+            for _ in range(20):
+                await limiter.acquire()
+            await own_redis.stop()
+            for _ in range(3):
+                with pytest.raises(LimiterUnavailableError):
+                    await limiter.acquire()
+            await own_redis.start()
+            for _ in range(20):
+                await limiter.acquire()
+        assert limiter.statistics().waiting == 0
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.parametrize("on_unavailable", ["fail", "allow", "local"])
+@pytest.mark.parametrize("make", [RedisRateLimiter, RedisConcurrencyLimiter])
+async def test_a_server_that_never_answers_follows_on_unavailable(
+    silent_port: int, on_unavailable: OnUnavailable, make: type[RedisRateLimiter]
+) -> None:
+    limiter = make(
+        f"redis://127.0.0.1:{silent_port}/0",
+        "silent",
+        2,
+        timeout=0.3,
+        on_unavailable=on_unavailable,
+    )
+    before = asyncio.all_tasks()
+    try:
+        async with asyncio.timeout(GUARD):  # a guard; the limiter's timeout fires first
+            if on_unavailable == "fail":
+                with pytest.raises(LimiterUnavailableError, match=f"127.0.0.1:{silent_port}"):
+                    await limiter.acquire()
+            else:
+                await limiter.acquire()
+                await limiter.release()
+        assert limiter.statistics().waiting == 0
+    finally:
+        await limiter.aclose()
+    assert_no_new_tasks(before, "silent")
