@@ -2,14 +2,17 @@
 
 A node's policies are resolved once, when the class is defined (to report mistakes
 at import time) and when an instance is built (keywords override class attributes),
-into a frozen `NodePolicies`. A call only reads it; nothing here runs per call except
-`retry_delay`, and only after an attempt failed.
+into a frozen `NodePolicies`. A call only reads it; what runs per call is
+`AttemptDeadlines` (a node's timeout) and `retry_delay`, after an attempt failed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +32,7 @@ from act_operator_lib.limits._base import Limiter
 __all__ = [
     "ASYNC_ONLY_POLICIES",
     "POLICY_NAMES",
+    "AttemptDeadlines",
     "NodePolicies",
     "resolve_policies",
     "retry_delay",
@@ -67,6 +71,82 @@ class NodePolicies:
             or self.rate_limit is not None
             or self.max_concurrency is not None
         )
+
+
+# asyncio runs a timer early by up to the clock's resolution; so do we.
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+
+
+class _Attempt:
+    """One running attempt under a node's timeout."""
+
+    __slots__ = ("deadline", "done", "expired", "task")
+
+    def __init__(self, deadline: float, task: asyncio.Task[Any]) -> None:
+        self.deadline = deadline
+        self.task = task
+        self.done = False
+        self.expired = False
+
+
+class AttemptDeadlines:
+    """A node's running attempts on one event loop, each cancelled at its deadline.
+
+    Example::
+
+        attempt = deadlines.start(task)
+        try:
+            result = await execute()
+        finally:
+            expired = deadlines.finish(attempt)
+
+    What ``asyncio.timeout(timeout)`` around each attempt would do (the attempt's
+    task is cancelled at the deadline; the caller uncancels and turns the
+    cancellation into a timeout), with one timer per node instead of one per
+    attempt: a timer handle costs over 2 us to make and cancel. The attempts of a
+    node share its timeout, so their deadlines come in the order they started; the
+    timer is armed for the earliest and, when it fires, cancels the expired
+    attempts and re-arms for the next. A timer whose attempt has already finished
+    fires for nothing, once, and is not re-armed if no attempt is running.
+    """
+
+    __slots__ = ("attempts", "loop", "timeout", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        self.loop = loop
+        self.timeout = timeout
+        self.attempts: deque[_Attempt] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, task: asyncio.Task[Any]) -> _Attempt:
+        """Register an attempt of ``task`` starting now; it is cancelled ``timeout`` later."""
+        attempt = _Attempt(self.loop.time() + self.timeout, task)
+        self.attempts.append(attempt)
+        if self.timer is None:
+            self.timer = self.loop.call_at(attempt.deadline, self._expire)
+        return attempt
+
+    def finish(self, attempt: _Attempt) -> bool:
+        """Take ``attempt`` off the list; return whether its deadline cancelled it."""
+        attempt.done = True
+        attempts = self.attempts
+        while attempts and attempts[0].done:
+            attempts.popleft()
+        return attempt.expired
+
+    def _expire(self) -> None:
+        self.timer = None
+        attempts = self.attempts
+        due = self.loop.time() + _CLOCK_RESOLUTION
+        while attempts:
+            attempt = attempts[0]
+            if not attempt.done:
+                if attempt.deadline >= due:
+                    self.timer = self.loop.call_at(attempt.deadline, self._expire)
+                    return
+                attempt.expired = True
+                attempt.task.cancel()
+            attempts.popleft()
 
 
 def resolve_policies(

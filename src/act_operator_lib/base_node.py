@@ -43,7 +43,13 @@ from langgraph.types import Command, RetryPolicy, TimeoutPolicy
 
 from act_operator_lib import streaming
 from act_operator_lib._errors import MissingAwaitError, NodeResultError, NodeTimeoutError
-from act_operator_lib._policies import POLICY_NAMES, NodePolicies, resolve_policies, retry_delay
+from act_operator_lib._policies import (
+    POLICY_NAMES,
+    AttemptDeadlines,
+    NodePolicies,
+    resolve_policies,
+    retry_delay,
+)
 from act_operator_lib._signature import ACCEPTS_CONFIG, ACCEPTS_RUNTIME, check_execute
 from act_operator_lib.limits._base import Limiter
 from act_operator_lib.observability import (
@@ -73,6 +79,9 @@ _debug_enabled = LOGGER.isEnabledFor
 # when levels change; a missing answer (None) falls back to isEnabledFor().
 _debug_cached = getattr(LOGGER, "_cache", {}).get
 _TIMING_MASK = FAST_PATH_TIMING_EVERY - 1
+_get_running_loop = asyncio.get_running_loop
+_current_task = asyncio.current_task
+_CancelledError = asyncio.CancelledError
 
 
 class _Node(ABC):
@@ -99,6 +108,8 @@ class _Node(ABC):
     _recorder: NodeRecorder | None = None
     # The recorder when a call may take the fast path (no policies), else None.
     _fast_recorder: NodeRecorder | None = None
+    # The timer behind the ``timeout`` policy, for the loop it was last used on.
+    _deadlines: AttemptDeadlines | None = None
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -179,6 +190,7 @@ class _Node(ABC):
         )
         recorder = self._recorder = NodeRecorder(self.name)
         self._fast_recorder = recorder if self._policies is None else None
+        self._deadlines = None
         return recorder
 
     def statistics(self) -> NodeStatistics:
@@ -329,7 +341,8 @@ class _Call:
         self.recorder = recorder
         self.span = span
         self.attempt = 1
-        self.debug = LOGGER.isEnabledFor(_DEBUG)
+        debug = _debug_cached(_DEBUG)
+        self.debug = LOGGER.isEnabledFor(_DEBUG) if debug is None else debug
         if self.debug:
             LOGGER.debug(
                 "[%s] Executing",
@@ -374,6 +387,10 @@ class _Call:
     def ended(self, error: BaseException | None) -> None:
         """Record how the call ended (``error`` None: it returned)."""
         duration = _perf_counter() - self.started
+        if error is None and not self.debug and self.span is None:
+            self.recorder.successes += 1
+            self.recorder.finished(duration)
+            return
         outcome = _record_end(self.recorder, error, duration)
         if self.debug:
             LOGGER.debug(
@@ -709,69 +726,88 @@ class AsyncBaseNode(_Node):
         config: RunnableConfig | None,
         runtime: Runtime[Any] | None,
     ) -> Any:
+        # Every attempt runs in this one coroutine frame (a frame per policy layer,
+        # and an `asyncio.timeout` with its own timer per attempt, cost several us).
+        # Each attempt, in order: concurrency slot -> rate token -> timeout -> execute;
+        # the slot is given back before the backoff.
+        recorder = call.recorder
+        slots = policies.max_concurrency
+        rate_limit = policies.rate_limit
+        timeout = policies.timeout
         try:
             while True:
                 try:
-                    result = await self._attempt(call, policies, state, config, runtime)
+                    if slots is None and rate_limit is None and timeout is None:
+                        result = self._checked(await self._execute(state, config, runtime))
+                        break
+                    loop = _get_running_loop()
+                    if slots is not None:
+                        asked = loop.time()
+                        await slots.acquire()
+                        recorder.concurrency_wait += loop.time() - asked
+                    try:
+                        if rate_limit is not None:
+                            asked = loop.time()
+                            await rate_limit.acquire()
+                            recorder.rate_limit_wait += loop.time() - asked
+                        if timeout is None:
+                            result = await self._execute(state, config, runtime)
+                        else:
+                            # What `async with asyncio.timeout(timeout)` would do, on
+                            # the node's one timer (see AttemptDeadlines).
+                            task = _current_task()
+                            if task is None:
+                                raise RuntimeError("Timeout should be used inside a task")
+                            deadlines = self._deadlines
+                            if deadlines is None or deadlines.loop is not loop:
+                                deadlines = self._deadlines = AttemptDeadlines(loop, timeout)
+                            cancelling = task.cancelling()
+                            attempt = deadlines.start(task)
+                            try:
+                                result = await self._execute(state, config, runtime)
+                            except BaseException as error:
+                                if not deadlines.finish(attempt):
+                                    raise
+                                outside = task.uncancel() > cancelling
+                                timed_out = self._timed_out(call, timeout, error, outside)
+                                if timed_out is None:
+                                    raise
+                                raise timed_out  # noqa: B904 - its __cause__ is set
+                            if deadlines.finish(attempt):
+                                task.uncancel()
+                        result = self._checked(result)
+                    finally:
+                        if slots is not None:
+                            await slots.release()
+                    break
                 except Exception as error:
                     delay = call.next_delay(policies, error)
                     if delay is None:
                         raise
                     await asyncio.sleep(delay)
-                else:
-                    break
         except BaseException as error:
             call.ended(error)
             raise
         call.ended(None)
         return result
 
-    async def _attempt(
-        self,
-        call: _Call,
-        policies: NodePolicies,
-        state: Any,
-        config: RunnableConfig | None,
-        runtime: Runtime[Any] | None,
-    ) -> Any:
-        """One attempt: concurrency slot -> rate token -> timeout -> execute."""
-        slots = policies.max_concurrency
-        if slots is None:
-            return await self._rate_limited_attempt(call, policies, state, config, runtime)
-        loop = asyncio.get_running_loop()
-        asked = loop.time()
-        await slots.acquire()
-        call.recorder.concurrency_wait += loop.time() - asked
-        try:
-            return await self._rate_limited_attempt(call, policies, state, config, runtime)
-        finally:
-            await slots.release()
+    def _timed_out(
+        self, call: _Call, timeout: float, error: BaseException, cancelled_from_outside: bool
+    ) -> NodeTimeoutError | None:
+        """The error for an attempt the deadline cancelled, or None to let ``error`` through.
 
-    async def _rate_limited_attempt(
-        self,
-        call: _Call,
-        policies: NodePolicies,
-        state: Any,
-        config: RunnableConfig | None,
-        runtime: Runtime[Any] | None,
-    ) -> Any:
-        rate_limit = policies.rate_limit
-        if rate_limit is not None:
-            loop = asyncio.get_running_loop()
-            asked = loop.time()
-            await rate_limit.acquire()
-            call.recorder.rate_limit_wait += loop.time() - asked
-        timeout = policies.timeout
-        if timeout is None:
-            return self._checked(await self._execute(state, config, runtime))
-        deadline = asyncio.timeout(timeout)
-        try:
-            async with deadline:
-                result = await self._execute(state, config, runtime)
-        except TimeoutError as error:
-            if not deadline.expired():
-                raise
-            timed_out = NodeTimeoutError(self.name, timeout)
-            call.timed_out(timeout, timed_out)
-            raise timed_out from error
-        return self._checked(result)
+        As ``asyncio.timeout``: the deadline's cancellation becomes a ``TimeoutError``
+        unless the attempt was also cancelled from outside; a ``TimeoutError`` the
+        attempt raised after its deadline counts as the timeout too.
+        """
+        if not cancelled_from_outside and type(error) is _CancelledError:
+            try:
+                raise TimeoutError from error
+            except TimeoutError as timeout_error:
+                error = timeout_error
+        if not isinstance(error, TimeoutError):
+            return None
+        timed_out = NodeTimeoutError(self.name, timeout)
+        call.timed_out(timeout, timed_out)
+        timed_out.__cause__ = error
+        return timed_out

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from asyncio import events
 from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from itertools import repeat
 from types import TracebackType
 
 from act_operator_lib.limits._arguments import positive_integer, positive_number
@@ -15,6 +18,22 @@ from act_operator_lib.limits._statistics import LimiterStatistics
 __all__ = ["RateLimiter"]
 
 _TICK = 2 * time.get_clock_info("monotonic").resolution
+# The C function behind `asyncio.get_running_loop()`, minus the error: None when no
+# loop runs. Cheap enough to call on every acquisition to notice a change of loop.
+_running_loop = events._get_running_loop
+_default_loop_time = asyncio.BaseEventLoop.time
+
+
+class _Done:
+    """An awaitable that is already done: `__aexit__` before any loop was used."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield from ()
+
+
+_DONE = _Done()
 
 
 class _Waiter:
@@ -53,22 +72,25 @@ class RateLimiter(Limiter):
     event loop at a time.
 
     How: a GCRA (virtual scheduling) keeps the theoretical time of the next grant,
-    and a log of the last ``per`` seconds of grants enforces the window exactly.
-    Waiters queue FIFO behind a single timer for the head; the head checks the
-    schedule itself when it runs, and grants at that moment. A wake-up late by less
-    than one interval keeps the schedule (no drift), a later one restarts it.
+    and a ring of the times of the last ``max_weight`` units granted enforces the
+    window exactly (the unit ``max_weight - weight`` grants back must be older than
+    ``per``). Waiters queue FIFO behind a single timer for the head; the head checks
+    the schedule itself when it runs, and grants at that moment. A wake-up late by
+    less than one interval keeps the schedule (no drift), a later one restarts it.
     """
 
     __slots__ = (
         "_burst",
         "_capacity",
+        "_clock",
         "_granted",
         "_interval",
         "_log",
-        "_logged",
         "_loop",
+        "_loop_class",
         "_per",
         "_rate",
+        "_ready",
         "_schedule",
         "_timer",
         "_tolerance",
@@ -96,11 +118,16 @@ class RateLimiter(Limiter):
         self._tolerance = (self._burst - 1) * self._interval
         self._capacity = math.ceil(self._rate) + self._burst - 1
         self._schedule = -math.inf
-        self._log: deque[tuple[float, int]] = deque()
-        self._logged = 0
+        # The time of each of the last `_capacity` units granted, oldest first.
+        self._log: deque[float] = deque(maxlen=self._capacity)
         self._waiters: deque[_Waiter] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # The loop in use, as last seen: its class (looptime swaps it), its clock
+        # and a completed future that `async with` hands back without a coroutine.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_class: type[asyncio.AbstractEventLoop] | None = None
+        self._clock: Callable[[], float] = time.monotonic
+        self._ready: Awaitable[None] = _DONE
         self._granted = 0
         self._total_wait = 0.0
 
@@ -124,9 +151,10 @@ class RateLimiter(Limiter):
         """
         if type(weight) is not int or not 1 <= weight <= self._capacity:
             positive_integer(repr(self), "weight", weight, self._capacity)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._loop = loop
+        loop = _running_loop()
+        if loop is not self._loop or loop.__class__ is not self._loop_class:
+            loop = self._use_loop(loop)
+        now = self._clock()
         if not self._waiters and self._ready_at(now, weight) <= now:
             self._grant(now, weight, now)
             return
@@ -135,32 +163,32 @@ class RateLimiter(Limiter):
     async def release(self) -> None:
         """Do nothing: a rate limiter's capacity comes back with time."""
 
-    async def __aenter__(self) -> None:
+    # `async with` awaits whatever __aenter__ returns: an uncontended call returns a
+    # completed future, which costs less than creating and running a coroutine.
+    def __aenter__(self) -> Awaitable[None]:  # type: ignore[override]
         # `acquire()` inlined for weight 1: this path is every uncontended call.
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        loop = _running_loop()
+        if loop is not self._loop or loop.__class__ is not self._loop_class:
+            loop = self._use_loop(loop)
+        now = self._clock()
         schedule = self._schedule
         if schedule - self._tolerance <= now and not self._waiters:
             log = self._log
-            if log and log[0][0] + self._per <= now:
-                self._expire(now)
-            if self._logged < self._capacity:
+            # `_ready_at` for one unit: the unit `max_weight` grants back has left.
+            if len(log) < self._capacity or log[0] + self._per <= now:
                 self._schedule = (schedule if schedule > now else now) + self._interval
-                log.append((now, 1))
-                self._logged += 1
+                log.append(now)
                 self._granted += 1
-                self._loop = loop
-                return
-        self._loop = loop
-        await self._wait(loop, now, 1)
+                return self._ready
+        return self._wait(loop, now, 1)
 
-    async def __aexit__(
+    def __aexit__(  # type: ignore[override]
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:
-        return None
+    ) -> Awaitable[None]:
+        return self._ready
 
     def statistics(self) -> LimiterStatistics:
         """A snapshot: units granted in the last ``per`` seconds (``in_use``), waiters,
@@ -169,40 +197,56 @@ class RateLimiter(Limiter):
         if self._loop is not None and not self._loop.is_closed():
             self._expire(self._loop.time())
         return LimiterStatistics(
-            in_use=self._logged,
+            in_use=len(self._log),
             waiting=len(self._waiters),
             granted=self._granted,
             total_wait=self._total_wait,
         )
 
+    def _use_loop(self, loop: asyncio.AbstractEventLoop | None) -> asyncio.AbstractEventLoop:
+        """Take time from ``loop`` (the running loop) from now on; raise if there is none."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._loop_class = loop.__class__
+        # asyncio's own `time()` is `time.monotonic()`: call that directly. Any other
+        # (looptime, uvloop, a subclass, a patched instance) is called as the loop's.
+        default = self._loop_class.time is _default_loop_time and "time" not in vars(loop)
+        self._clock = time.monotonic if default else loop.time
+        ready = loop.create_future()
+        ready.set_result(None)
+        self._ready = ready
+        return loop
+
     def _expire(self, now: float) -> None:
         """Forget grants that have left the window ending at ``now``."""
         log = self._log
         per = self._per
-        while log and log[0][0] + per <= now:
-            self._logged -= log.popleft()[1]
+        while log and log[0] + per <= now:
+            log.popleft()
 
     def _ready_at(self, now: float, weight: int) -> float:
         """The earliest time ``weight`` units may be granted, given the grants so far."""
         ready = self._schedule - self._tolerance
         log = self._log
-        if log and log[0][0] + self._per <= now:
-            self._expire(now)
-        excess = self._logged + weight - self._capacity
-        if excess > 0:
-            # The window is full: wait until enough of the oldest grants leave it.
-            for granted_at, units in log:
-                excess -= units
-                if excess <= 0:
-                    return max(ready, granted_at + self._per)
+        keep = self._capacity - weight
+        if len(log) > keep:
+            # With ``weight`` more, the window may hold ``keep`` of the units granted
+            # so far: the one just before those must have left it.
+            leaves = log[len(log) - keep - 1] + self._per
+            if leaves > now and leaves > ready:
+                return leaves
         return ready
 
     def _grant(self, now: float, weight: int, due: float) -> None:
         """Record a grant at ``now`` of a caller that was due at ``due``."""
+        cost = weight * self._interval
         start = due if now - due < self._interval else now
-        self._schedule = max(self._schedule, start) + weight * self._interval
-        self._log.append((now, weight))
-        self._logged += weight
+        self._schedule = max(self._schedule, start) + cost
+        if weight == 1:
+            self._log.append(now)
+        else:
+            self._log.extend(repeat(now, weight))
         self._granted += weight
 
     async def _wait(self, loop: asyncio.AbstractEventLoop, requested: float, weight: int) -> None:
