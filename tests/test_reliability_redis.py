@@ -17,6 +17,7 @@ import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 from tests._reliability import Inside, assert_no_new_tasks
 
 from act_operator_lib import LimiterUnavailableError, RedisConcurrencyLimiter, RedisRateLimiter
@@ -26,6 +27,8 @@ pytestmark = pytest.mark.redis
 
 GUARD = 30.0
 """Outer bound on any one call; the limiter's own timeout (0.3 s) must fire first."""
+CALLERS = 200
+"""Concurrent callers per round: twice the connections of redis-py's default pool."""
 
 
 def free_port() -> int:
@@ -102,12 +105,6 @@ async def hold_and_count(limiter: RedisConcurrencyLimiter, inside: Inside) -> No
             inside.leave()
 
 
-@pytest.mark.xfail(
-    reason="open finding: after a restart, the first command on each stale pooled "
-    "connection fails ('Connection closed by server'), so on_unavailable='fail' raises "
-    "once per stale connection although Redis is back",
-    strict=False,
-)
 async def test_fail_raises_during_an_outage_grants_nothing_twice_and_recovers(
     own_redis: OwnRedis,
 ) -> None:
@@ -116,7 +113,8 @@ async def test_fail_raises_during_an_outage_grants_nothing_twice_and_recovers(
     before = asyncio.all_tasks()
     try:
         async with asyncio.timeout(GUARD):
-            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(60)))
+            # More callers than redis-py's pool has connections (100).
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(CALLERS)))
             holders = [asyncio.create_task(hold_and_count(limiter, inside)) for _ in range(6)]
             await own_redis.stop()  # mid-run: some hold a permit, some wait
             outcomes = await asyncio.gather(*holders, return_exceptions=True)
@@ -127,7 +125,8 @@ async def test_fail_raises_during_an_outage_grants_nothing_twice_and_recovers(
                     await limiter.acquire()
             assert inside.now == 0
             await own_redis.start()
-            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(60)))
+            # Every pooled connection is now stale; none of them may reach a caller.
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(CALLERS)))
         statistics = limiter.statistics()
         assert (statistics.in_use, statistics.waiting) == (0, 0), statistics
         assert inside.peak <= 3
@@ -219,3 +218,135 @@ async def test_a_server_that_never_answers_follows_on_unavailable(
     finally:
         await limiter.aclose()
     assert_no_new_tasks(before, "silent")
+
+
+async def test_a_restart_reaches_no_caller_through_a_stale_pooled_connection(
+    own_redis: OwnRedis,
+) -> None:
+    """Every pooled connection dies with the server; each one's next command is sent
+    again on a fresh connection instead of failing."""
+    rate = RedisRateLimiter(own_redis.url, "stale-rate", 1_000_000, burst=1000, timeout=0.3)
+    concurrency = RedisConcurrencyLimiter(own_redis.url, "stale", 20, timeout=0.3)
+    try:
+        async with asyncio.timeout(GUARD):
+            await asyncio.gather(*(rate.acquire() for _ in range(20)))
+            await asyncio.gather(*(hold_and_count(concurrency, Inside()) for _ in range(20)))
+            await own_redis.stop()
+            await own_redis.start()
+            await asyncio.gather(*(rate.acquire() for _ in range(20)))
+            await asyncio.gather(*(hold_and_count(concurrency, Inside()) for _ in range(20)))
+    finally:
+        await rate.aclose()
+        await concurrency.aclose()
+
+
+async def test_five_hundred_waiters_in_one_process_all_get_a_permit(
+    own_redis: OwnRedis,
+) -> None:
+    """Waiting takes no connection per waiter: far more waiters than the pool has
+    connections all get in, never more than ``limit`` at once."""
+    limiter = RedisConcurrencyLimiter(own_redis.url, "crowd", 5, timeout=0.3)
+    inside = Inside()
+    try:
+        async with asyncio.timeout(GUARD):
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(500)))
+        assert inside.entered == 500
+        assert inside.peak <= 5
+        statistics = limiter.statistics()
+        assert (statistics.in_use, statistics.waiting, statistics.granted) == (0, 0, 500)
+    finally:
+        await limiter.aclose()
+
+
+async def test_waiters_of_a_limit_above_the_pool_size_wait_for_another_process(
+    own_redis: OwnRedis,
+) -> None:
+    """Another process holds every permit of a limit of 150; 300 callers here wait
+    for its releases, with one blocking wait on the server, not one each."""
+    other = RedisConcurrencyLimiter(own_redis.url, "wide", 150, timeout=0.3)
+    limiter = RedisConcurrencyLimiter(own_redis.url, "wide", 150, timeout=0.3)
+    inside = Inside()
+    try:
+        async with asyncio.timeout(GUARD):
+            for _ in range(150):
+                await other.acquire()
+            waiters = asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(300)))
+            for _ in range(150):
+                await other.release()
+            await waiters
+        assert (inside.entered, inside.now) == (300, 0)
+        assert inside.peak <= 150
+    finally:
+        await other.aclose()
+        await limiter.aclose()
+
+
+async def test_a_restart_that_forgets_the_leases_never_lets_one_process_exceed_the_limit(
+    own_redis: OwnRedis,
+) -> None:
+    """Redis restarted without persistence forgets who holds a permit; this
+    process's own in-process limit still keeps its holders at ``limit``."""
+    limiter = RedisConcurrencyLimiter(own_redis.url, "forgotten", 2, timeout=0.3)
+    inside = Inside()
+    try:
+        async with asyncio.timeout(GUARD):
+            for _ in range(2):
+                await limiter.acquire()
+                inside.enter()
+            await own_redis.stop()
+            await own_redis.start()  # the server holds no lease now
+            latecomers = [asyncio.create_task(hold_and_count(limiter, inside)) for _ in range(5)]
+            # The server would grant them at once; the process's own limit must not.
+            done, _ = await asyncio.wait(latecomers, timeout=0.5)
+            assert not done
+            assert inside.now == 2
+            for _ in range(2):
+                inside.leave()
+                await limiter.release()
+            await asyncio.gather(*latecomers)
+        assert inside.peak <= 2
+        assert limiter.statistics().in_use == 0
+    finally:
+        await limiter.aclose()
+
+
+async def test_switching_to_the_local_fallback_keeps_the_permits_held_from_redis(
+    own_redis: OwnRedis,
+) -> None:
+    """Permits taken from Redis before an outage count against the ``"local"``
+    fallback during it: the process stays within ``limit`` across the switch."""
+    limiter = RedisConcurrencyLimiter(
+        own_redis.url, "switch", 2, timeout=0.3, on_unavailable="local"
+    )
+    inside = Inside()
+    try:
+        async with asyncio.timeout(GUARD):
+            await limiter.acquire()
+            inside.enter()
+            await own_redis.stop()
+            await asyncio.gather(*(hold_and_count(limiter, inside) for _ in range(10)))
+            assert inside.peak <= 2
+            inside.leave()
+            await limiter.release()
+            await own_redis.start()
+    finally:
+        await limiter.aclose()
+    assert limiter.statistics().in_use == 0
+
+
+async def test_a_rate_limiter_reloads_its_script_the_server_forgot(own_redis: OwnRedis) -> None:
+    """The script runs on the limiter's own connection (EVALSHA), and through the
+    pool when that one is busy; both load it again after ``SCRIPT FLUSH``."""
+    limiter = RedisRateLimiter(own_redis.url, "flushed", 1_000_000, burst=100, timeout=0.3)
+    try:
+        async with asyncio.timeout(GUARD):
+            await limiter.acquire()
+            admin = Redis.from_url(own_redis.url)
+            try:
+                await admin.script_flush()
+            finally:
+                await admin.aclose()
+            await asyncio.gather(*(limiter.acquire() for _ in range(20)))
+        assert limiter.statistics().granted == 21
+    finally:
+        await limiter.aclose()

@@ -17,7 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Final, Literal
 
 from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailableError
-from act_operator_lib._redis_client import RedisHandle, check_key
+from act_operator_lib._redis_client import RedisHandle, ScriptConnection, check_key
 from act_operator_lib.limits._arguments import positive_integer, positive_number
 from act_operator_lib.limits._base import Limiter
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
@@ -134,13 +134,15 @@ end
 
 # ARGV: kind, holder id, limit, lease (us). Purges expired leases, then takes a
 # permit if fewer than `limit` are held. Returns {1, 0} when granted, else {0, us
-# until the earliest lease expires}.
+# until the earliest lease expires}. Safe to run twice (the client resends it when
+# the connection drops, and the first run may have reached the server): a holder
+# already in the set is granted again, not counted twice or refused.
 _ACQUIRE_SCRIPT: Final = (
     _CHECK_KIND
     + _LEASES
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3]) then
+if redis.call('ZSCORE', KEYS[2], ARGV[2]) or redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3]) then
   redis.call('ZADD', KEYS[2], string.format('%.0f', now + tonumber(ARGV[4])), ARGV[2])
   redis.call('HSET', KEYS[1], 'kind', ARGV[1])
   keep_alive()
@@ -347,7 +349,7 @@ class RedisRateLimiter(_RedisLimiterBase):
         per_us = math.ceil(self._per * 1_000_000)
         self._schedule = f"{interval_us} {self._burst} {self._capacity} {per_us}".encode()
         self._keys = [self._key, f"{self._key}:grants"]
-        self._script: AsyncScript = self._handle.client.register_script(_RATE_SCRIPT)
+        self._script = ScriptConnection(self._handle, _RATE_SCRIPT)
         self._grant_log: deque[float] = deque()
 
     def __repr__(self) -> str:
@@ -399,10 +401,7 @@ class RedisRateLimiter(_RedisLimiterBase):
         while self._use_redis(loop.time()):
             try:
                 reply = await self._handle.call(
-                    self._script(
-                        keys=self._keys,
-                        args=[self._kind, self._schedule, weight, due_us],
-                    ),
+                    self._script.run(self._keys, [self._kind, self._schedule, weight, due_us]),
                     self._key,
                 )
             except LimiterUnavailableError as error:
@@ -424,6 +423,11 @@ class RedisRateLimiter(_RedisLimiterBase):
 
     async def release(self) -> None:
         """Do nothing: a rate limiter's capacity comes back with time."""
+
+    async def aclose(self) -> None:
+        """Close the limiter's own connection, and the client if built from a URL."""
+        await self._script.aclose()
+        await super().aclose()
 
     def _trim_grant_log(self, now: float) -> None:
         log = self._grant_log
@@ -465,11 +469,20 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
     caller still gives the permit back). A process that dies without releasing
     (SIGKILL, power loss) loses its permits when their lease runs out.
 
-    Waiting does not poll: a waiter blocks in ``BLPOP`` on the key's wake list, to
-    which every release pushes a token, for at most the time until the earliest
-    lease expires (so a dead holder's permit is taken as soon as it lapses), and at
-    most one second, after which it checks again (a bounded fallback for a token
-    lost to a cancelled waiter). Waiters are not served in arrival order.
+    In front of Redis sits an in-process `ConcurrencyLimiter` with the same
+    ``limit``: one process never lets more than ``limit`` of its own callers in,
+    even when Redis restarts without persistence and forgets the leases, or while
+    it switches to and from the ``"local"`` fallback (which is that same in-process
+    limiter, so its permits carry over). Across processes such a restart can still
+    let up to 2 x ``limit`` in until the old holders leave (docs/distributed.md).
+
+    Waiting does not poll, and it does not take a connection per waiter: one caller
+    per process at a time (the others queue in process, first come first served)
+    blocks in ``BLPOP`` on the key's wake list, to which every release pushes a
+    token, for at most the time until the earliest lease expires (so a dead
+    holder's permit is taken as soon as it lapses), and at most one second, after
+    which it checks again (a bounded fallback for a token lost to a cancelled
+    waiter). Across processes waiters are not served in arrival order.
 
     Every process must use the same ``limit`` for a key. Keys: ``key`` (a hash
     marking the kind), ``key:holders`` (the leases), ``key:wake`` (the wake list).
@@ -477,9 +490,11 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
 
     __slots__ = (
         "_acquire_script",
+        "_blocking",
         "_lease",
         "_lease_us",
         "_limit",
+        "_local",
         "_permits",
         "_release_script",
         "_releases",
@@ -531,6 +546,8 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
         self._acquire_script: AsyncScript = client.register_script(_ACQUIRE_SCRIPT)
         self._renew_script: AsyncScript = client.register_script(_RENEW_SCRIPT)
         self._release_script: AsyncScript = client.register_script(_RELEASE_SCRIPT)
+        self._local = ConcurrencyLimiter(self._limit)
+        self._blocking = asyncio.Lock()
         self._permits: list[str] = []
         self._renewals: dict[str, asyncio.Task[None]] = {}
         self._releases: set[asyncio.Task[None]] = set()
@@ -570,50 +587,72 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
             self._renewals[permit] = loop.create_task(self._renew(permit))
 
     async def _take(self, loop: asyncio.AbstractEventLoop) -> str:
-        """Return the permit taken: a holder id, or `_ALLOWED` / `_LOCAL`."""
-        while self._use_redis(loop.time()):
-            holder = uuid.uuid4().hex
-            # Shielded: a cancelled caller must not cancel the script mid-flight, or
-            # its give-back could reach the server before the script and the permit
-            # would be taken after it was "released" (held by nobody until its lease
-            # ran out). The give-back waits for the script to finish instead.
-            script = loop.create_task(
-                self._acquire_script(
-                    keys=self._keys(),
-                    args=[self._kind, holder, self._limit, self._lease_us],
-                )
+        """Return the permit taken: a holder id, or `_ALLOWED` / `_LOCAL`.
+
+        A holder id and `_LOCAL` come with a permit of the in-process limiter.
+        """
+        if self._on_unavailable == "allow" and not self._use_redis(loop.time()):
+            return _ALLOWED
+        await self._local.acquire()
+        try:
+            permit = await self._take_from_redis(loop)
+        except BaseException:
+            await self._local.release()
+            raise
+        if permit == _ALLOWED:
+            await self._local.release()
+        return permit
+
+    async def _take_from_redis(self, loop: asyncio.AbstractEventLoop) -> str:
+        """Take a lease; while none is free, at most one caller of this process at a
+        time waits on the server (so waiters do not take a connection each).
+        """
+        try:
+            if self._use_redis(loop.time()):
+                outcome = await self._try_acquire(loop)
+                if isinstance(outcome, str):
+                    return outcome
+                async with self._blocking:
+                    while self._use_redis(loop.time()):
+                        # Asked again first: the lease may have come free while this
+                        # caller queued behind another waiter.
+                        outcome = await self._try_acquire(loop)
+                        if isinstance(outcome, str):
+                            return outcome
+                        await self._handle.call(
+                            self._handle.client.blpop([f"{self._key}:wake"], timeout=outcome),
+                            self._key,
+                            extra_time=outcome,
+                        )
+        except LimiterUnavailableError as error:
+            self._unavailable(error, loop.time())
+        return _LOCAL if self._on_unavailable == "local" else _ALLOWED
+
+    async def _try_acquire(self, loop: asyncio.AbstractEventLoop) -> str | float:
+        """One run of the acquire script: the holder id granted, or seconds to block."""
+        holder = uuid.uuid4().hex
+        # Shielded: a cancelled caller must not cancel the script mid-flight, or
+        # its give-back could reach the server before the script and the permit
+        # would be taken after it was "released" (held by nobody until its lease
+        # ran out). The give-back waits for the script to finish instead.
+        script = loop.create_task(
+            self._acquire_script(
+                keys=self._keys(),
+                args=[self._kind, holder, self._limit, self._lease_us],
             )
-            try:
-                granted, wait_us = await self._handle.call(asyncio.shield(script), self._key)
-            except LimiterUnavailableError as error:
-                self._give_back(holder, after=script)
-                self._unavailable(error, loop.time())
-                break
-            except BaseException as error:
-                # The script may have run before the cancellation or failure reached
-                # us: give the id back, shielded, so no permit waits for its lease.
-                self._give_back(holder, after=script)
-                if isinstance(error, Exception):
-                    self._raise_conflict(error)
-                raise
-            if granted:
-                return holder
-            block = min(max(wait_us / 1_000_000, 0.001), _RECHECK_INTERVAL)
-            try:
-                await self._handle.call(
-                    self._handle.client.blpop([f"{self._key}:wake"], timeout=block),
-                    self._key,
-                    extra_time=block,
-                )
-            except LimiterUnavailableError as error:
-                self._unavailable(error, loop.time())
-                break
-        if self._on_unavailable == "local":
-            if self._fallback is None:
-                self._fallback = ConcurrencyLimiter(self._limit)
-            await self._fallback.acquire()
-            return _LOCAL
-        return _ALLOWED
+        )
+        try:
+            granted, wait_us = await self._handle.call(asyncio.shield(script), self._key)
+        except BaseException as error:
+            # The script may have run before the cancellation or failure reached
+            # us: give the id back, shielded, so no permit waits for its lease.
+            self._give_back(holder, after=script)
+            if isinstance(error, Exception) and not isinstance(error, LimiterUnavailableError):
+                self._raise_conflict(error)
+            raise
+        if granted:
+            return holder
+        return float(min(max(wait_us / 1_000_000, 0.001), _RECHECK_INTERVAL))
 
     async def _renew(self, holder: str) -> None:
         """Extend ``holder``'s lease every ``lease / 3`` seconds until cancelled."""
@@ -684,14 +723,14 @@ class RedisConcurrencyLimiter(_RedisLimiterBase):
         permit = self._permits.pop()
         if permit == _ALLOWED:
             return
-        if permit == _LOCAL:
-            assert self._fallback is not None
-            await self._fallback.release()
-            return
-        renewal = self._renewals.pop(permit, None)
-        if renewal is not None:
-            renewal.cancel()
-        await asyncio.shield(self._give_back(permit))
+        try:
+            if permit != _LOCAL:
+                renewal = self._renewals.pop(permit, None)
+                if renewal is not None:
+                    renewal.cancel()
+                await asyncio.shield(self._give_back(permit))
+        finally:
+            await self._local.release()
 
     def statistics(self) -> LimiterStatistics:
         """This process's view: permits it holds, its waiting callers, its grants
