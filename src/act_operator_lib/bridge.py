@@ -104,6 +104,11 @@ async def run_sync(function: Callable[P, T], /, *args: P.args, **kwargs: P.kwarg
     Cancelling the await stops waiting; a function already running in its thread
     cannot be interrupted and finishes there, its result discarded.
     """
+    if not callable(function):
+        raise TypeError(
+            f"run_sync() needs a function to call in a thread, got {type(function).__name__}; "
+            "pass the function and its arguments separately: run_sync(query, 'SELECT 1')"
+        )
     loop = asyncio.get_running_loop()
     context = contextvars.copy_context()
     call = functools.partial(context.run, function, *args, **kwargs)

@@ -349,6 +349,16 @@ def cached(
         TypeError, ValueError: ``ttl`` is not a number above 0.
     """
     ttl = positive_number("cached", "ttl", ttl)
+    if key is not None and not callable(key):
+        raise TypeError(
+            "cached key must be a function (*args, **kwargs) -> str, e.g. "
+            f"key=lambda self, city: city.lower(), got {type(key).__name__}"
+        )
+    if backend is not None and not isinstance(backend, CacheBackend):
+        raise TypeError(
+            "cached backend must be a CacheBackend (MemoryCacheBackend(), "
+            f"RedisCacheBackend(url), or a subclass), got {type(backend).__name__}"
+        )
 
     def decorate(function: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         if not inspect.iscoroutinefunction(function):

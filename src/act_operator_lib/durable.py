@@ -417,6 +417,11 @@ def _resolve_store(store: BaseStore | None, caller: str) -> BaseStore:
 
 def _resolve_namespace(namespace: str | tuple[str, ...] | None, caller: str) -> tuple[str, ...]:
     if namespace is not None:
+        if not isinstance(namespace, str | tuple | list):
+            raise TypeError(
+                f"{caller}(namespace=...) takes a str or a tuple of str, e.g. "
+                f"('nightly', 'run-42'), got {type(namespace).__name__}"
+            )
         labels = (namespace,) if isinstance(namespace, str) else tuple(namespace)
         for label in labels:
             if type(label) is not str or not label or "." in label or "\x00" in label:

@@ -250,6 +250,11 @@ def set_tracer_provider(provider: TracerProvider | None) -> None:
     if provider is None:
         tracing.tracer = None
         return
+    if not callable(getattr(provider, "get_tracer", None)):
+        raise TypeError(
+            "set_tracer_provider(provider=...) must be an OpenTelemetry TracerProvider "
+            f"(or None for the global one), got {type(provider).__name__}"
+        )
     from act_operator_lib import __version__
 
     tracing.tracer = provider.get_tracer(TRACER_NAME, __version__)

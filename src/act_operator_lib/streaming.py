@@ -63,6 +63,11 @@ class CustomStream:
     __slots__ = ("_writer",)
 
     def __init__(self, writer: Callable[[Any], None]) -> None:
+        if not callable(writer):
+            raise TypeError(
+                "CustomStream(writer=...) must be a function taking one chunk, e.g. "
+                f"langgraph.config.get_stream_writer(), got {type(writer).__name__}"
+            )
         self._writer = writer
 
     def send(self, data: Any) -> None:
@@ -214,6 +219,11 @@ async def relay_tokens(
         TypeError: ``llm`` streamed something other than `AIMessageChunk` (a chain
             ending in an output parser, say); relay the chat model itself.
     """
+    if not callable(getattr(llm, "astream", None)):
+        raise TypeError(
+            "relay_tokens(llm=...) must be a LangChain chat model (a Runnable with "
+            f"astream()), e.g. ChatOpenAI(...), got {type(llm).__name__}"
+        )
     merged: AIMessageChunk | None = None
     async for chunk in llm.astream(messages, config=config):
         if not isinstance(chunk, AIMessageChunk):

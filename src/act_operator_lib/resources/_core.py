@@ -131,6 +131,12 @@ class BoundResource(Generic[T]):
     __slots__ = ("_closed", "_label", "_lock", "_opened", "_resource", "_slots")
 
     def __init__(self, resource: Resource[T], label: str) -> None:
+        if not isinstance(resource, Resource):
+            raise TypeError(
+                "BoundResource(resource=...) must be a Resource (HTTPResource, "
+                f"SQLiteResource, ...), got {type(resource).__name__}; declare resources "
+                "as class attributes of a node instead of binding them by hand"
+            )
         self._resource = resource
         self._label = label
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slot[T]] = (

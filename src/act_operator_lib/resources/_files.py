@@ -20,6 +20,15 @@ def _aiofiles() -> Any:
     return aiofiles
 
 
+def _check_path(function: str, path: object) -> None:
+    # An int would be taken as an open file descriptor, and bytes are not a StrPath.
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(
+            f"{function}(path=...) must be a str or os.PathLike file path, e.g. "
+            f"Path('data/input.txt'), got {type(path).__name__}"
+        )
+
+
 async def read_text(path: StrPath, *, encoding: str = "utf-8") -> str:
     """The text of the file at ``path``, read without blocking the event loop.
 
@@ -27,6 +36,7 @@ async def read_text(path: StrPath, *, encoding: str = "utf-8") -> str:
 
         content = await read_text(state["input_file"])
     """
+    _check_path("read_text", path)
     aiofiles = _aiofiles()
     if aiofiles is None:
         return await asyncio.to_thread(Path(path).read_text, encoding=encoding)
@@ -37,6 +47,7 @@ async def read_text(path: StrPath, *, encoding: str = "utf-8") -> str:
 
 async def read_bytes(path: StrPath) -> bytes:
     """The bytes of the file at ``path``, read without blocking the event loop."""
+    _check_path("read_bytes", path)
     aiofiles = _aiofiles()
     if aiofiles is None:
         return await asyncio.to_thread(Path(path).read_bytes)
@@ -47,6 +58,13 @@ async def read_bytes(path: StrPath) -> bytes:
 
 async def write_text(path: StrPath, text: str, *, encoding: str = "utf-8") -> None:
     """Replace the file at ``path`` with ``text``, without blocking the event loop."""
+    _check_path("write_text", path)
+    # Checked before the file is opened: opening it for writing empties it.
+    if not isinstance(text, str):
+        raise TypeError(
+            f"write_text(text=...) must be a str, got {type(text).__name__}; "
+            "use write_bytes() for bytes"
+        )
     aiofiles = _aiofiles()
     if aiofiles is None:
         await asyncio.to_thread(Path(path).write_text, text, encoding=encoding)
@@ -57,6 +75,12 @@ async def write_text(path: StrPath, text: str, *, encoding: str = "utf-8") -> No
 
 async def write_bytes(path: StrPath, data: bytes) -> None:
     """Replace the file at ``path`` with ``data``, without blocking the event loop."""
+    _check_path("write_bytes", path)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(
+            f"write_bytes(data=...) must be bytes, got {type(data).__name__}; "
+            "use write_text() for str"
+        )
     aiofiles = _aiofiles()
     if aiofiles is None:
         await asyncio.to_thread(Path(path).write_bytes, data)

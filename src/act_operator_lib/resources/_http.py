@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from act_operator_lib.resources._core import Resource
 
@@ -64,6 +65,16 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
             raise ValueError(
                 f"HTTPResource(connect_timeout=...) must be > 0, got {connect_timeout!r}."
             )
+        if base_url is not None and not _is_http_url(base_url):
+            raise ValueError(
+                "HTTPResource(base_url=...) must be an absolute http:// or https:// URL, "
+                f"e.g. 'https://api.example.com', got {_redacted(base_url)!r}."
+            )
+        if headers is not None and not isinstance(headers, Mapping):
+            raise TypeError(
+                "HTTPResource(headers=...) must be a mapping of header name to value, e.g. "
+                f"{{'Authorization': 'Bearer ...'}}, got {type(headers).__name__}."
+            )
         self.base_url = base_url
         self.headers = dict(headers or {})
         self.limit = limit
@@ -83,6 +94,24 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
 
     def __repr__(self) -> str:
         return (
-            f"HTTPResource(base_url={self.base_url!r}, limit={self.limit}, "
+            f"HTTPResource(base_url={_redacted(self.base_url)!r}, limit={self.limit}, "
             f"timeout={self.timeout!r}, connect_timeout={self.connect_timeout!r})"
         )
+
+
+def _is_http_url(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _redacted(url: object) -> object:
+    """``url`` with any password replaced by ``***``, for messages and repr."""
+    if not isinstance(url, str):
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()

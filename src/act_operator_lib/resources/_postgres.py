@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from act_operator_lib._errors import ResourceUnavailableError
+from act_operator_lib.limits._arguments import positive_number
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:
@@ -64,6 +65,18 @@ class PostgresResource(Resource["asyncpg.Pool[Any]"]):
         if not connect_timeout > 0:
             raise ValueError(
                 f"PostgresResource(connect_timeout=...) must be > 0, got {connect_timeout!r}."
+            )
+        if command_timeout is not None:
+            positive_number("PostgresResource", "command_timeout", command_timeout)
+        if dsn is not None and not isinstance(dsn, str):
+            raise TypeError(
+                "PostgresResource(dsn=...) must be a str URL or None (None: $DATABASE_URL), "
+                f"got {type(dsn).__name__}"
+            )
+        if dsn is not None and not _is_postgres_dsn(dsn):
+            raise ValueError(
+                "PostgresResource(dsn=...) must be a postgresql:// or postgres:// URL, "
+                "e.g. 'postgresql://user@127.0.0.1:5432/app', or None to use $DATABASE_URL"
             )
         self.dsn = dsn
         self.min_size = min_size
@@ -130,3 +143,8 @@ def _reason(error: BaseException, dsn: str) -> str:
     if password:
         text = text.replace(password, "***")
     return text
+
+
+def _is_postgres_dsn(dsn: str) -> bool:
+    # Only the scheme is checked here: the rest (and any password) is asyncpg's to parse.
+    return urlsplit(dsn).scheme in ("postgresql", "postgres")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sqlite3
 import threading
@@ -50,12 +51,27 @@ class SQLiteResource(Resource["aiosqlite.Connection"]):
         pragmas: Mapping[str, str | int] | None = None,
         timeout: float = 5.0,
     ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                "SQLiteResource(path=...) must be a str or os.PathLike file path, e.g. "
+                f"Path('data/app.sqlite') or ':memory:', got {type(path).__name__}"
+            )
         self.path = os.fspath(path)
         self.pragmas = dict(_DEFAULT_PRAGMAS if pragmas is None else pragmas)
         for name in self.pragmas:
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"SQLiteResource(pragmas=...): {name!r} is not a pragma name.")
-        self.timeout = timeout
+        # 0 is valid: fail at once on a locked database instead of waiting.
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(
+                f"SQLiteResource timeout must be a number of seconds, got {type(timeout).__name__}"
+            )
+        if not 0 <= timeout < math.inf:
+            raise ValueError(
+                "SQLiteResource timeout must be a finite number of seconds >= 0 (how long to "
+                f"wait for a locked database), got {timeout!r}"
+            )
+        self.timeout = float(timeout)
 
     async def open(self) -> aiosqlite.Connection:
         """Connect and run the pragmas."""

@@ -6,7 +6,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Sequence
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, TypeVar
 
 from act_operator_lib._errors import BlockingCallError
@@ -46,6 +46,12 @@ class assert_no_blocking_calls:
         *,
         excluded_modules: Sequence[Any] | None = None,
     ) -> None:
+        for name, value in (("modules", modules), ("excluded_modules", excluded_modules)):
+            if not _is_module_list(value):
+                raise TypeError(
+                    f"assert_no_blocking_calls({name}=...) takes a module name, a module, or "
+                    f"a list of them, e.g. ['my_cast'], got {type(value).__name__}"
+                )
         self._modules = modules
         self._excluded_modules = excluded_modules
         self._blockbuster: Any = None
@@ -127,3 +133,11 @@ class assert_no_blocking_calls:
 
     def __repr__(self) -> str:
         return f"assert_no_blocking_calls(modules={self._modules!r})"
+
+
+def _is_module_list(value: object) -> bool:
+    if value is None or isinstance(value, str | ModuleType):
+        return True
+    return isinstance(value, Sequence) and all(
+        isinstance(module, str | ModuleType) for module in value
+    )

@@ -30,6 +30,11 @@ class Stopwatch:
     __slots__ = ("_clock", "_end", "_start")
 
     def __init__(self, clock: VirtualClock) -> None:
+        if not isinstance(clock, VirtualClock):
+            raise TypeError(
+                "Stopwatch(clock=...) must be the VirtualClock of `with virtual_clock() as "
+                f"clock:`, got {type(clock).__name__}; or use `clock.measure()`"
+            )
         self._clock = clock
         self._start = clock.now
         self._end: float | None = None

@@ -27,8 +27,18 @@ def fake_chat_model(responses: Iterable[Any]) -> Any:
         raise ImportError(
             "fake_chat_model() needs langchain-core: pip install langchain-core"
         ) from error
+    if isinstance(responses, str | bytes) or not isinstance(responses, Iterable):
+        raise TypeError(
+            "fake_chat_model(responses=...) must be a list of answers, one per call, e.g. "
+            f"fake_chat_model(['Paris']), got {type(responses).__name__}"
+        )
     messages: list[Any] = [
         response if isinstance(response, BaseMessage) else AIMessage(content=str(response))
         for response in responses
     ]
+    if not messages:
+        raise ValueError(
+            "fake_chat_model(responses=...) is empty: give at least one answer, one per "
+            "call the test makes, e.g. fake_chat_model(['Paris'])"
+        )
     return GenericFakeChatModel(messages=iter(messages))

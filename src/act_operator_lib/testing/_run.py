@@ -179,6 +179,11 @@ def _one_node_graph(
     store: BaseStore | None,
     node_options: Mapping[str, Any] | None,
 ) -> tuple[Any, str, Any]:
+    if not callable(node):
+        raise TypeError(
+            "run_node(node=...) must be a node instance (e.g. MyNode(), not MyNode's "
+            f"result) or a LangGraph node function, got {type(node).__name__}"
+        )
     schema = state_schema if state_schema is not None else _infer_schema(state)
     name = _node_name(node)
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(schema)

@@ -1,0 +1,1139 @@
+"""Bad input to every public function and class: the error type, and a message that helps.
+
+Each `Row` is one row of the "Bad input" table in docs/reliability.md (the row's id
+is its "invalid input" cell); `test_bad_input_is_rejected` proves it, and
+`test_reliability_table_lists_every_row` keeps the table and these rows the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.store.memory import InMemoryStore
+
+from act_operator_lib import (
+    AsyncBaseNode,
+    BaseGraph,
+    BaseNode,
+    ConcurrencyLimiter,
+    CustomStream,
+    DuplicateItemKeyError,
+    DurableContextError,
+    HTTPResource,
+    MissingAwaitError,
+    NodeDefinitionError,
+    NodeResultError,
+    NodeRuntime,
+    PostgresResource,
+    RateLimiter,
+    RedisConcurrencyLimiter,
+    RedisRateLimiter,
+    Resource,
+    ResultNotSerializableError,
+    SQLiteResource,
+    as_completed,
+    cached,
+    detect_blocking,
+    first_completed,
+    forget_durable,
+    gather_within,
+    map_concurrent,
+    map_durable,
+    relay_tokens,
+    run_async,
+    run_sync,
+)
+from act_operator_lib.bridge import set_thread_limit
+from act_operator_lib.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend
+from act_operator_lib.diagnostics import BlockDetector
+from act_operator_lib.observability import set_tracer_provider
+from act_operator_lib.resources import (
+    BoundResource,
+    read_bytes,
+    read_text,
+    write_bytes,
+    write_text,
+)
+from act_operator_lib.testing import (
+    Stopwatch,
+    assert_no_blocking_calls,
+    fake_chat_model,
+    run_node,
+    run_node_sync,
+)
+
+REDIS = "redis://127.0.0.1:1/0"
+"""A Redis URL for constructors; nothing connects to it (arguments are checked first)."""
+
+UNUSED_FILE = str(Path(tempfile.gettempdir()) / "act-operator-bad-input-never-written.txt")
+"""A path the file helpers must not open: their arguments are checked first."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the table: ``call()`` must raise ``error`` naming ``says``."""
+
+    section: str
+    """The docs section: the module that owns ``api``."""
+    api: str
+    invalid_input: str
+    """The table's "invalid input" cell, and the test id."""
+    call: Callable[[], Any]
+    """Makes the bad call; a coroutine it returns is run."""
+    error: type[BaseException]
+    says: tuple[str, ...]
+    """Fragments the message contains: the argument, and the fix."""
+    hides: str = ""
+    """A secret the message must not contain."""
+
+    def markdown(self) -> str:
+        says = ", ".join(_code(fragment) for fragment in self.says)
+        if self.hides:
+            says += f"; never {_code(self.hides)}"
+        cells = (_code(self.api), _code(self.invalid_input), _code(self.error.__name__), says)
+        return "| " + " | ".join(cells) + " |"
+
+
+def _code(text: str) -> str:
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+async def double(item: int) -> int:
+    return item * 2
+
+
+async def answer_object(item: int) -> object:
+    return object()
+
+
+def sync_function() -> int:
+    return 1
+
+
+def node_class(base: type, **attributes: Any) -> type:
+    """``class Node(base): ...`` with ``attributes``, as a class statement would."""
+    return type("Node", (base,), attributes)
+
+
+def sync_execute(self: Any, state: Any) -> dict[str, Any]:
+    return {}
+
+
+async def async_execute(self: Any, state: Any) -> dict[str, Any]:
+    return {}
+
+
+async def execute_with_extra(self: Any, state: Any, foo: Any) -> dict[str, Any]:
+    return {}
+
+
+async def execute_returning_5(self: Any, state: Any) -> Any:
+    return 5
+
+
+async def execute_forgetting_await(self: Any, state: Any) -> Any:
+    return asyncio.sleep(0)
+
+
+class Echo(AsyncBaseNode):
+    async def execute(self, state: dict[str, Any]) -> dict[str, Any]:
+        return dict(state)
+
+
+@dataclass
+class EchoState:
+    text: str = ""
+
+
+async def call_with_pending(make: Callable[[Any], Any]) -> Any:
+    """``make(coroutine)`` with a coroutine that is closed if ``make`` rejects it."""
+    pending = asyncio.sleep(0)
+    try:
+        return await make(pending)
+    finally:
+        pending.close()
+
+
+async def run_node_sync_inside_a_loop() -> Any:
+    return run_node_sync(Echo(), {"text": "hi"})
+
+
+ROWS = [
+    # act_operator_lib.limits
+    Row(
+        "limits",
+        "RateLimiter",
+        "RateLimiter(0)",
+        lambda: RateLimiter(0),
+        ValueError,
+        ("rate", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter",
+        "RateLimiter('5')",
+        lambda: RateLimiter("5"),
+        TypeError,
+        ("rate", "must be a number"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter",
+        "RateLimiter(5, per=-1)",
+        lambda: RateLimiter(5, per=-1),
+        ValueError,
+        ("per", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter",
+        "RateLimiter(5, burst=0)",
+        lambda: RateLimiter(5, burst=0),
+        ValueError,
+        ("burst", "at least 1"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter",
+        "RateLimiter(5, burst=1.5)",
+        lambda: RateLimiter(5, burst=1.5),
+        TypeError,
+        ("burst", "must be an int"),
+    ),
+    Row(
+        "limits",
+        "ConcurrencyLimiter",
+        "ConcurrencyLimiter(0)",
+        lambda: ConcurrencyLimiter(0),
+        ValueError,
+        ("limit", "at least 1"),
+    ),
+    Row(
+        "limits",
+        "ConcurrencyLimiter",
+        "ConcurrencyLimiter(2.5)",
+        lambda: ConcurrencyLimiter(2.5),
+        TypeError,
+        ("limit", "must be an int"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(url, '', 5)",
+        lambda: RedisRateLimiter(REDIS, "", 5),
+        ValueError,
+        ("key", "1 to 512 characters without whitespace"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(url, 'k', 0)",
+        lambda: RedisRateLimiter(REDIS, "k", 0),
+        ValueError,
+        ("rate", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(url, 'k', 5, timeout=0)",
+        lambda: RedisRateLimiter(REDIS, "k", 5, timeout=0),
+        ValueError,
+        ("timeout", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(url, 'k', 5, on_unavailable='x')",
+        lambda: RedisRateLimiter(REDIS, "k", 5, on_unavailable="x"),
+        ValueError,
+        ("on_unavailable", "('fail', 'allow', 'local')"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(5, 'k', 5)",
+        lambda: RedisRateLimiter(5, "k", 5),
+        TypeError,
+        ("redis", "a URL or a redis.asyncio.Redis client"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter('http://:secret@127.0.0.1:1', 'k', 5)",
+        lambda: RedisRateLimiter("http://:secret@127.0.0.1:1", "k", 5),
+        ValueError,
+        ("malformed Redis URL", "redis, rediss, unix"),
+        hides="secret",
+    ),
+    Row(
+        "limits",
+        "RedisConcurrencyLimiter",
+        "RedisConcurrencyLimiter(url, 'k', 0)",
+        lambda: RedisConcurrencyLimiter(REDIS, "k", 0),
+        ValueError,
+        ("limit", "at least 1"),
+    ),
+    Row(
+        "limits",
+        "RedisConcurrencyLimiter",
+        "RedisConcurrencyLimiter(url, 'k', 2, lease=0)",
+        lambda: RedisConcurrencyLimiter(REDIS, "k", 2, lease=0),
+        ValueError,
+        ("lease", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "RedisConcurrencyLimiter",
+        "RedisConcurrencyLimiter(url, 5, 2)",
+        lambda: RedisConcurrencyLimiter(REDIS, 5, 2),
+        TypeError,
+        ("key", "must be a str"),
+    ),
+    # act_operator_lib.concurrency
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, items, limit=0)",
+        lambda: map_concurrent(double, [1], limit=0),
+        ValueError,
+        ("limit", "at least 1", "how many calls run at once"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, items, limit=1.5)",
+        lambda: map_concurrent(double, [1], limit=1.5),
+        TypeError,
+        ("limit", "must be an int"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, items, limit=1, timeout=0)",
+        lambda: map_concurrent(double, [1], limit=1, timeout=0),
+        ValueError,
+        ("timeout", "more than 0 seconds", "pass None for no timeout"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(None, items, limit=1)",
+        lambda: map_concurrent(None, [1], limit=1),
+        TypeError,
+        ("fn", "async function taking one item"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, 5, limit=1)",
+        lambda: map_concurrent(double, 5, limit=1),
+        TypeError,
+        ("items", "iterable or async iterable"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, items, limit=1, rate_limiter=5)",
+        lambda: map_concurrent(double, [1], limit=1, rate_limiter=5),
+        TypeError,
+        ("rate_limiter", "async acquire()", "limits.RateLimiter"),
+    ),
+    Row(
+        "concurrency",
+        "as_completed",
+        "as_completed(fn, items, limit=0)",
+        lambda: as_completed(double, [1], limit=0),
+        ValueError,
+        ("limit", "at least 1"),
+    ),
+    Row(
+        "concurrency",
+        "as_completed",
+        "as_completed(fn, items, limit=1, timeout=-1)",
+        lambda: as_completed(double, [1], limit=1, timeout=-1),
+        ValueError,
+        ("timeout", "more than 0 seconds"),
+    ),
+    Row(
+        "concurrency",
+        "gather_within",
+        "gather_within(coroutine, timeout=-1)",
+        lambda: call_with_pending(lambda pending: gather_within(pending, timeout=-1)),
+        ValueError,
+        ("timeout", "more than 0 seconds"),
+    ),
+    Row(
+        "concurrency",
+        "gather_within",
+        "gather_within(coroutine, timeout='x')",
+        lambda: call_with_pending(lambda pending: gather_within(pending, timeout="x")),
+        TypeError,
+        ("timeout", "number of seconds"),
+    ),
+    Row(
+        "concurrency",
+        "gather_within",
+        "gather_within(5, timeout=1)",
+        lambda: gather_within(5, timeout=1),
+        TypeError,
+        ("argument 0 is int", "Pass `fetch()`, not `fetch`"),
+    ),
+    Row(
+        "concurrency",
+        "first_completed",
+        "first_completed()",
+        lambda: first_completed(),
+        ValueError,
+        ("needs at least one awaitable",),
+    ),
+    Row(
+        "concurrency",
+        "first_completed",
+        "first_completed(5)",
+        lambda: first_completed(5),
+        TypeError,
+        ("argument 0 is int", "Pass `fetch()`, not `fetch`"),
+    ),
+    # act_operator_lib.durable
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn, items, key=None, limit=1)",
+        lambda: map_durable(double, [1], key=None, limit=1),
+        TypeError,
+        ("key", "key=lambda row: str(row['id'])"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn, items, key=str, limit=1) outside a graph",
+        lambda: map_durable(double, [1], key=str, limit=1),
+        DurableContextError,
+        ("needs a LangGraph store", "store=..."),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., limit=0, store=store, namespace='n')",
+        lambda: map_durable(double, [1], key=str, limit=0, store=InMemoryStore(), namespace="n"),
+        ValueError,
+        ("limit", "at least 1"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., store=5, namespace='n')",
+        lambda: map_durable(double, [1], key=str, limit=1, store=5, namespace="n"),
+        TypeError,
+        ("store", "BaseStore (InMemoryStore"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., store=store, namespace=5)",
+        lambda: map_durable(double, [1], key=str, limit=1, store=InMemoryStore(), namespace=5),
+        TypeError,
+        ("namespace", "a str or a tuple of str"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., store=store, namespace='')",
+        lambda: map_durable(double, [1], key=str, limit=1, store=InMemoryStore(), namespace=""),
+        ValueError,
+        ("namespace", "non-empty"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., flush_every=0)",
+        lambda: map_durable(
+            double, [1], key=str, limit=1, store=InMemoryStore(), namespace="n", flush_every=0
+        ),
+        ValueError,
+        ("flush_every", "at least 1"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., flush_interval=-1)",
+        lambda: map_durable(
+            double, [1], key=str, limit=1, store=InMemoryStore(), namespace="n", flush_interval=-1
+        ),
+        ValueError,
+        ("flush_interval", "more than 0 seconds"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn, [1, 1], key=str, ...) (duplicate keys)",
+        lambda: map_durable(double, [1, 1], key=str, limit=1, store=InMemoryStore(), namespace="n"),
+        DuplicateItemKeyError,
+        ("same key '1'", "must be unique and stable"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn, [1], key=lambda item: item, ...)",
+        lambda: map_durable(
+            double, [1], key=lambda item: item, limit=1, store=InMemoryStore(), namespace="n"
+        ),
+        TypeError,
+        ("key", "must return a str"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn returning object(), ...)",
+        lambda: map_durable(
+            answer_object, [1], key=str, limit=1, store=InMemoryStore(), namespace="n"
+        ),
+        ResultNotSerializableError,
+        ("item '1'", "records JSON data", "model_dump"),
+    ),
+    Row(
+        "durable",
+        "forget_durable",
+        "forget_durable() outside a graph",
+        lambda: forget_durable(),
+        DurableContextError,
+        ("needs a LangGraph store", "store=..."),
+    ),
+    Row(
+        "durable",
+        "forget_durable",
+        "forget_durable(store=store) outside a graph",
+        lambda: forget_durable(store=InMemoryStore()),
+        DurableContextError,
+        ("outside a LangGraph node", "namespace=..."),
+    ),
+    Row(
+        "durable",
+        "forget_durable",
+        "forget_durable(store=store, namespace=5)",
+        lambda: forget_durable(store=InMemoryStore(), namespace=5),
+        TypeError,
+        ("namespace", "a str or a tuple of str"),
+    ),
+    # act_operator_lib.resources
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(limit=-1)",
+        lambda: HTTPResource(limit=-1),
+        ValueError,
+        ("limit", "int >= 1"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(limit_per_host=-1)",
+        lambda: HTTPResource(limit_per_host=-1),
+        ValueError,
+        ("limit_per_host", "int >= 0"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(timeout=0)",
+        lambda: HTTPResource(timeout=0),
+        ValueError,
+        ("timeout", "> 0 or None"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(connect_timeout=0)",
+        lambda: HTTPResource(connect_timeout=0),
+        ValueError,
+        ("connect_timeout", "> 0"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(base_url='api.example.com')",
+        lambda: HTTPResource(base_url="api.example.com"),
+        ValueError,
+        ("base_url", "absolute http:// or https:// URL"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(base_url='ftp://u:secret@host/')",
+        lambda: HTTPResource(base_url="ftp://u:secret@host/"),
+        ValueError,
+        ("base_url", "u:***@host"),
+        hides="secret",
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(headers=5)",
+        lambda: HTTPResource(headers=5),
+        TypeError,
+        ("headers", "mapping of header name to value"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource(min_size=-1)",
+        lambda: PostgresResource(min_size=-1),
+        ValueError,
+        ("min_size", "0..max_size"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource(max_size=0)",
+        lambda: PostgresResource(max_size=0),
+        ValueError,
+        ("max_size", "int >= 1"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource(min_size=5, max_size=2)",
+        lambda: PostgresResource(min_size=5, max_size=2),
+        ValueError,
+        ("min_size", "0..max_size (2)"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource(connect_timeout=0)",
+        lambda: PostgresResource(connect_timeout=0),
+        ValueError,
+        ("connect_timeout", "> 0"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource(command_timeout=-1)",
+        lambda: PostgresResource(command_timeout=-1),
+        ValueError,
+        ("command_timeout", "finite number above 0"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource(5)",
+        lambda: PostgresResource(5),
+        TypeError,
+        ("dsn", "str URL or None"),
+    ),
+    Row(
+        "resources",
+        "PostgresResource",
+        "PostgresResource('mysql://u:secret@h/db')",
+        lambda: PostgresResource("mysql://u:secret@h/db"),
+        ValueError,
+        ("dsn", "postgresql:// or postgres:// URL"),
+        hides="secret",
+    ),
+    Row(
+        "resources",
+        "SQLiteResource",
+        "SQLiteResource(5)",
+        lambda: SQLiteResource(5),
+        TypeError,
+        ("path", "str or os.PathLike"),
+    ),
+    Row(
+        "resources",
+        "SQLiteResource",
+        "SQLiteResource('app.db', timeout=-1)",
+        lambda: SQLiteResource("app.db", timeout=-1),
+        ValueError,
+        ("timeout", ">= 0"),
+    ),
+    Row(
+        "resources",
+        "SQLiteResource",
+        "SQLiteResource('app.db', timeout='5')",
+        lambda: SQLiteResource("app.db", timeout="5"),
+        TypeError,
+        ("timeout", "number of seconds"),
+    ),
+    Row(
+        "resources",
+        "SQLiteResource",
+        "SQLiteResource('app.db', pragmas={'a; drop': 1})",
+        lambda: SQLiteResource("app.db", pragmas={"a; drop": 1}),
+        ValueError,
+        ("pragmas", "is not a pragma name"),
+    ),
+    Row(
+        "resources",
+        "Resource",
+        "Resource() (abstract)",
+        lambda: Resource(),
+        TypeError,
+        ("abstract", "close, open"),
+    ),
+    Row(
+        "resources",
+        "BoundResource",
+        "BoundResource(5, 'label')",
+        lambda: BoundResource(5, "label"),
+        TypeError,
+        ("resource", "declare resources as class attributes"),
+    ),
+    Row(
+        "resources",
+        "read_text",
+        "read_text(5)",
+        lambda: read_text(5),
+        TypeError,
+        ("path", "str or os.PathLike"),
+    ),
+    Row(
+        "resources",
+        "read_bytes",
+        "read_bytes(None)",
+        lambda: read_bytes(None),
+        TypeError,
+        ("path", "str or os.PathLike"),
+    ),
+    Row(
+        "resources",
+        "write_text",
+        "write_text(path, 5)",
+        lambda: write_text(UNUSED_FILE, 5),
+        TypeError,
+        ("text", "must be a str", "write_bytes()"),
+    ),
+    Row(
+        "resources",
+        "write_bytes",
+        "write_bytes(path, 'text')",
+        lambda: write_bytes(UNUSED_FILE, "text"),
+        TypeError,
+        ("data", "must be bytes", "write_text()"),
+    ),
+    # act_operator_lib.bridge
+    Row(
+        "bridge",
+        "run_async",
+        "run_async(5)",
+        lambda: run_async(5),
+        TypeError,
+        ("needs a coroutine", "run_async(fetch_all(urls))"),
+    ),
+    Row(
+        "bridge",
+        "run_async",
+        "run_async(coroutine, timeout=-1)",
+        lambda: call_with_pending(
+            lambda pending: asyncio.to_thread(run_async, pending, timeout=-1)
+        ),
+        ValueError,
+        ("timeout", "> 0 or None"),
+    ),
+    Row(
+        "bridge",
+        "run_sync",
+        "run_sync(5)",
+        lambda: run_sync(5),
+        TypeError,
+        ("function", "run_sync(query, 'SELECT 1')"),
+    ),
+    Row(
+        "bridge",
+        "set_thread_limit",
+        "set_thread_limit(0)",
+        lambda: set_thread_limit(0),
+        ValueError,
+        ("limit", "int >= 1"),
+    ),
+    Row(
+        "bridge",
+        "set_thread_limit",
+        "set_thread_limit(1.5)",
+        lambda: set_thread_limit(1.5),
+        ValueError,
+        ("limit", "int >= 1"),
+    ),
+    # act_operator_lib.cache
+    Row(
+        "cache",
+        "cached",
+        "cached(ttl=0)",
+        lambda: cached(ttl=0),
+        ValueError,
+        ("ttl", "finite number above 0"),
+    ),
+    Row(
+        "cache",
+        "cached",
+        "cached(ttl='60')",
+        lambda: cached(ttl="60"),
+        TypeError,
+        ("ttl", "must be a number"),
+    ),
+    Row(
+        "cache",
+        "cached",
+        "cached(ttl=60)(sync_function)",
+        lambda: cached(ttl=60)(sync_function),
+        TypeError,
+        ("needs an async function",),
+    ),
+    Row(
+        "cache",
+        "cached",
+        "cached(ttl=60, key=5)",
+        lambda: cached(ttl=60, key=5),
+        TypeError,
+        ("key", "function (*args, **kwargs) -> str"),
+    ),
+    Row(
+        "cache",
+        "cached",
+        "cached(ttl=60, backend=5)",
+        lambda: cached(ttl=60, backend=5),
+        TypeError,
+        ("backend", "MemoryCacheBackend(), RedisCacheBackend(url)"),
+    ),
+    Row(
+        "cache",
+        "MemoryCacheBackend",
+        "MemoryCacheBackend(0)",
+        lambda: MemoryCacheBackend(0),
+        ValueError,
+        ("max_entries", "at least 1"),
+    ),
+    Row(
+        "cache",
+        "RedisCacheBackend",
+        "RedisCacheBackend(url, serializer='yaml')",
+        lambda: RedisCacheBackend(REDIS, serializer="yaml"),
+        ValueError,
+        ("serializer", "'json' or 'pickle'"),
+    ),
+    Row(
+        "cache",
+        "RedisCacheBackend",
+        "RedisCacheBackend(url, timeout=0)",
+        lambda: RedisCacheBackend(REDIS, timeout=0),
+        ValueError,
+        ("timeout", "finite number above 0"),
+    ),
+    Row(
+        "cache",
+        "RedisCacheBackend",
+        "RedisCacheBackend(url, prefix=5)",
+        lambda: RedisCacheBackend(REDIS, prefix=5),
+        TypeError,
+        ("prefix", "must be a str"),
+    ),
+    Row(
+        "cache",
+        "RedisCacheBackend",
+        "RedisCacheBackend('http://user:secret@127.0.0.1:1')",
+        lambda: RedisCacheBackend("http://user:secret@127.0.0.1:1"),
+        ValueError,
+        ("malformed Redis URL", "redis, rediss, unix"),
+        hides="secret",
+    ),
+    Row(
+        "cache",
+        "CacheBackend",
+        "CacheBackend() (abstract)",
+        lambda: CacheBackend(),
+        TypeError,
+        ("abstract", "get, set"),
+    ),
+    # act_operator_lib.streaming
+    Row(
+        "streaming",
+        "CustomStream",
+        "CustomStream(5)",
+        lambda: CustomStream(5),
+        TypeError,
+        ("writer", "get_stream_writer()"),
+    ),
+    Row(
+        "streaming",
+        "relay_tokens",
+        "relay_tokens(5, messages)",
+        lambda: relay_tokens(5, []),
+        TypeError,
+        ("llm", "LangChain chat model"),
+    ),
+    Row(
+        "streaming",
+        "NodeRuntime",
+        "NodeRuntime(bogus=1)",
+        lambda: NodeRuntime(bogus=1),
+        TypeError,
+        ("unexpected keyword argument 'bogus'",),
+    ),
+    # act_operator_lib.observability
+    Row(
+        "observability",
+        "set_tracer_provider",
+        "set_tracer_provider(5)",
+        lambda: set_tracer_provider(5),
+        TypeError,
+        ("provider", "OpenTelemetry TracerProvider"),
+    ),
+    # act_operator_lib.diagnostics
+    Row(
+        "diagnostics",
+        "detect_blocking",
+        "detect_blocking(0)",
+        lambda: detect_blocking(0),
+        ValueError,
+        ("threshold", "positive number of seconds", "default is 0.1"),
+    ),
+    Row(
+        "diagnostics",
+        "detect_blocking",
+        "detect_blocking('x')",
+        lambda: detect_blocking("x"),
+        ValueError,
+        ("threshold", "positive number of seconds"),
+    ),
+    Row(
+        "diagnostics",
+        "BlockDetector",
+        "BlockDetector(-1)",
+        lambda: BlockDetector(-1),
+        ValueError,
+        ("threshold", "positive number of seconds"),
+    ),
+    # act_operator_lib.base_node
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class Node(AsyncBaseNode): def execute(self, state)",
+        lambda: node_class(AsyncBaseNode, execute=sync_execute),
+        NodeDefinitionError,
+        ("must be defined with `async def`", "derive from BaseNode"),
+    ),
+    Row(
+        "base_node",
+        "BaseNode",
+        "class Node(BaseNode): async def execute(self, state)",
+        lambda: node_class(BaseNode, execute=async_execute),
+        NodeDefinitionError,
+        ("is `async def`", "derive from AsyncBaseNode"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class Node(AsyncBaseNode): pass; Node()",
+        lambda: node_class(AsyncBaseNode)(),
+        NodeDefinitionError,
+        ("does not implement execute()", "abstract=True"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "async def execute(self, state, foo)",
+        lambda: node_class(AsyncBaseNode, execute=execute_with_extra),
+        NodeDefinitionError,
+        ("unsupported parameter foo", "Pass other settings to __init__"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attribute timeout = -1",
+        lambda: node_class(AsyncBaseNode, execute=async_execute, timeout=-1),
+        ValueError,
+        ("timeout", "finite number above 0"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attribute max_concurrency = 0",
+        lambda: node_class(AsyncBaseNode, execute=async_execute, max_concurrency=0),
+        ValueError,
+        ("max_concurrency", "at least 1"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attribute rate_limit = 5",
+        lambda: node_class(AsyncBaseNode, execute=async_execute, rate_limit=5),
+        TypeError,
+        ("rate_limit", "RateLimiter(10)"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attribute retry = 5",
+        lambda: node_class(AsyncBaseNode, execute=async_execute, retry=5),
+        TypeError,
+        ("retry", "RetryPolicy(max_attempts=3)"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "Node(timeout=-1)",
+        lambda: node_class(AsyncBaseNode, execute=async_execute)(timeout=-1),
+        ValueError,
+        ("timeout", "finite number above 0"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "Node(name=5)",
+        lambda: node_class(AsyncBaseNode, execute=async_execute)(name=5),
+        ValueError,
+        ("name", "non-empty string"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "Node(verbose='x')",
+        lambda: node_class(AsyncBaseNode, execute=async_execute)(verbose="x"),
+        TypeError,
+        ("verbose", "True or False"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "execute() returns 5",
+        lambda: node_class(AsyncBaseNode, execute=execute_returning_5)()({}),
+        NodeResultError,
+        ("must return a dict of state updates", "got int"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "execute() returns a coroutine",
+        lambda: node_class(AsyncBaseNode, execute=execute_forgetting_await)()({}),
+        MissingAwaitError,
+        ("coroutine", "await"),
+    ),
+    Row(
+        "base_node",
+        "BaseNode",
+        "BaseNode() (abstract)",
+        lambda: BaseNode(),
+        TypeError,
+        ("abstract", "execute"),
+    ),
+    # act_operator_lib.base_graph
+    Row(
+        "base_graph",
+        "BaseGraph",
+        "BaseGraph() (abstract)",
+        lambda: BaseGraph(),
+        TypeError,
+        ("abstract", "build"),
+    ),
+    # act_operator_lib.testing
+    Row(
+        "testing",
+        "run_node",
+        "run_node(5, state)",
+        lambda: run_node(5, {}),
+        TypeError,
+        ("node", "node instance"),
+    ),
+    Row(
+        "testing",
+        "run_node",
+        "run_node(node, EchoState) (a class as state)",
+        lambda: run_node(Echo(), EchoState),
+        TypeError,
+        ("state", "pass an instance", "state_schema="),
+    ),
+    Row(
+        "testing",
+        "run_node_sync",
+        "run_node_sync(5, state)",
+        lambda: run_node_sync(5, {}),
+        TypeError,
+        ("node", "node instance"),
+    ),
+    Row(
+        "testing",
+        "run_node_sync",
+        "run_node_sync(async node) in a running loop",
+        run_node_sync_inside_a_loop,
+        RuntimeError,
+        ("inside a running event loop", "await run_node(...)"),
+    ),
+    Row(
+        "testing",
+        "fake_chat_model",
+        "fake_chat_model(5)",
+        lambda: fake_chat_model(5),
+        TypeError,
+        ("responses", "list of answers"),
+    ),
+    Row(
+        "testing",
+        "fake_chat_model",
+        "fake_chat_model('Paris')",
+        lambda: fake_chat_model("Paris"),
+        TypeError,
+        ("responses", "fake_chat_model(['Paris'])"),
+    ),
+    Row(
+        "testing",
+        "fake_chat_model",
+        "fake_chat_model([])",
+        lambda: fake_chat_model([]),
+        ValueError,
+        ("responses", "at least one answer"),
+    ),
+    Row(
+        "testing",
+        "Stopwatch",
+        "Stopwatch(5)",
+        lambda: Stopwatch(5),
+        TypeError,
+        ("clock", "virtual_clock()", "clock.measure()"),
+    ),
+    Row(
+        "testing",
+        "assert_no_blocking_calls",
+        "assert_no_blocking_calls(5)",
+        lambda: assert_no_blocking_calls(5),
+        TypeError,
+        ("modules", "a list of them"),
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.invalid_input for row in ROWS])
+def test_bad_input_is_rejected(row: Row) -> None:
+    async def call() -> Any:
+        result = row.call()
+        if asyncio.iscoroutine(result):
+            return await result
+        return result
+
+    with pytest.raises(row.error) as caught:
+        asyncio.run(call())
+    assert type(caught.value) is row.error
+    message = str(caught.value)
+    for fragment in row.says:
+        assert fragment in message
+    if row.hides:
+        assert row.hides not in message
+    assert not Path(UNUSED_FILE).exists()
+
+
+def test_reliability_table_lists_every_row() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "reliability.md").read_text()
+    section = text.split("## Bad input", 1)[1].split("\n## ", 1)[0]
+    table_lines = {line for line in section.splitlines() if line.startswith("| `")}
+    rows = {row.markdown() for row in ROWS}
+    assert rows - table_lines == set(), "rows missing from docs/reliability.md"
+    assert table_lines - rows == set(), "table lines no test checks"
+
+
+def test_row_ids_are_unique() -> None:
+    ids = [row.invalid_input for row in ROWS]
+    assert len(ids) == len(set(ids))
