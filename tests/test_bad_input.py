@@ -674,7 +674,7 @@ ROWS = [
         "Resource() (abstract)",
         lambda: Resource(),
         TypeError,
-        ("abstract", "close, open"),
+        ("abstract", "close", "open"),
     ),
     Row(
         "resources",
@@ -847,7 +847,7 @@ ROWS = [
         "CacheBackend() (abstract)",
         lambda: CacheBackend(),
         TypeError,
-        ("abstract", "get, set"),
+        ("abstract", "get", "set"),
     ),
     # act_operator_lib.streaming
     Row(
