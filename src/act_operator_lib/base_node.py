@@ -101,6 +101,8 @@ class _Node(ABC):
     """At most this many attempts at once, in every run (AsyncBaseNode only)."""
 
     _accepts: ClassVar[int] = 0
+    if TYPE_CHECKING:
+        execute: Callable[..., Any]
     _asynchronous: ClassVar[bool]
     # Set by __init__; None on an instance whose subclass skipped super().__init__(),
     # which then sets itself up from the class attributes on its first call.
@@ -262,6 +264,19 @@ class _Node(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__qualname__}(name={self.name!r})"
+
+    def _execute(
+        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
+    ) -> Any:
+        """Call ``execute`` with the arguments it declares (awaitable for async nodes)."""
+        accepts = self._accepts
+        if accepts == 0:
+            return self.execute(state)
+        if accepts == ACCEPTS_CONFIG:
+            return self.execute(state, config=config)
+        if accepts == ACCEPTS_RUNTIME:
+            return self.execute(state, runtime=streaming.to_node_runtime(runtime))
+        return self.execute(state, config=config, runtime=streaming.to_node_runtime(runtime))
 
     def _checked(self, result: Any) -> Any:
         """Return ``result`` if LangGraph can merge it, else raise naming the node."""
@@ -551,18 +566,6 @@ class BaseNode(_Node):
             recorder.finished(_perf_counter() - started)
         return result
 
-    def _execute(
-        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
-    ) -> Any:
-        accepts = self._accepts
-        if accepts == 0:
-            return self.execute(state)
-        if accepts == ACCEPTS_CONFIG:
-            return self.execute(state, config=config)
-        if accepts == ACCEPTS_RUNTIME:
-            return self.execute(state, runtime=streaming.to_node_runtime(runtime))
-        return self.execute(state, config=config, runtime=streaming.to_node_runtime(runtime))
-
     def _call_observed(
         self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
     ) -> Any:
@@ -686,18 +689,6 @@ class AsyncBaseNode(_Node):
         if timed:
             recorder.finished(_perf_counter() - started)
         return result
-
-    def _execute(
-        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
-    ) -> Awaitable[Any]:
-        accepts = self._accepts
-        if accepts == 0:
-            return self.execute(state)
-        if accepts == ACCEPTS_CONFIG:
-            return self.execute(state, config=config)
-        if accepts == ACCEPTS_RUNTIME:
-            return self.execute(state, runtime=streaming.to_node_runtime(runtime))
-        return self.execute(state, config=config, runtime=streaming.to_node_runtime(runtime))
 
     async def _call_observed(
         self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
