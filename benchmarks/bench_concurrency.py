@@ -3,9 +3,9 @@
 Throughput: 10,000 items, each ``await asyncio.sleep(0.01)``, at most 100 at once
 (ideal: 1.0 s). Contenders: a hand-written worker pool (the floor), the guide's
 ``asyncio.gather`` + ``Semaphore``, ``aiometer.amap``, LangGraph's ``Send`` fan-out
-(a map-reduce graph with ``max_concurrency=100``; run on 2,000 items because it is
-slow, and extrapolated), and `map_concurrent`. Each is run three times, interleaved,
-and the best time is kept (the machine may be busy).
+(a map-reduce graph with ``max_concurrency=100``; run once, because it is slow), and
+`map_concurrent`. The others are run three times, interleaved, and the best time is
+kept (the machine may be busy).
 
 Memory: 1,000,000 items of ``await asyncio.sleep(0)`` at limit 100, peak traced by
 tracemalloc beyond the result list itself.
@@ -28,7 +28,6 @@ from langgraph.types import Send
 from act_operator_lib.concurrency import map_concurrent
 
 ITEMS = 10_000
-SEND_ITEMS = 2_000
 LIMIT = 100
 DELAY = 0.01
 ROUNDS = 3
@@ -140,11 +139,9 @@ async def _throughput() -> dict[str, float]:
     for _ in range(ROUNDS):
         for name, run in contenders.items():
             best[name] = min(best[name], await _timed(run, ITEMS))
-    send = await _timed(lambda: langgraph_send(range(SEND_ITEMS // 2)), SEND_ITEMS // 2)
-    best[f"LangGraph Send fan-out, {SEND_ITEMS // 2:,} items (measured)"] = send
-    send = await _timed(lambda: langgraph_send(range(SEND_ITEMS)), SEND_ITEMS)
-    best[f"LangGraph Send fan-out, {SEND_ITEMS:,} items (measured)"] = send
-    best["LangGraph Send fan-out"] = send * ITEMS / SEND_ITEMS
+    best["LangGraph Send fan-out (run once)"] = await _timed(
+        lambda: langgraph_send(range(ITEMS)), ITEMS
+    )
     return best
 
 
@@ -198,28 +195,25 @@ def main() -> str:
         "|---|---:|---:|---:|",
     ]
     for name, seconds in best.items():
-        if "(measured)" in name:
-            lines.append(f"| {name} | {seconds:.3f} | | |")
-            continue
-        label = name
-        if name == "LangGraph Send fan-out":
-            label = (
-                f"{name} (linear extrapolation from {SEND_ITEMS:,} items at "
-                f"{seconds / ITEMS * 1e3:.2f} ms/item, not run on {ITEMS:,}; a lower "
-                "bound, since Send grows faster than linearly: compare the two rows above)"
-            )
-        lines.append(
-            f"| {label} | {seconds:.3f} | {seconds / ideal:.2f}x | {seconds / pool:.2f}x |"
-        )
+        lines.append(f"| {name} | {seconds:.3f} | {seconds / ideal:.2f}x | {seconds / pool:.2f}x |")
     lines += [
         "",
         "Goals: map_concurrent / worker pool = "
         f"{best['map_concurrent'] / pool:.3f} (goal <= 1.05); "
         f"map_concurrent / min(gather+Semaphore, aiometer) = "
-        f"{best['map_concurrent'] / competitor:.3f} (goal <= 0.9). The sleeps set a 1.0 s floor; "
-        "the time above it is the part a library controls: "
+        f"{best['map_concurrent'] / competitor:.3f} (goal <= 0.9).",
+        "",
+        f"Reachability: every item sleeps {DELAY * 1e3:.0f} ms and at most {LIMIT} run at "
+        f"once, so no implementation can finish in under {ideal:.2f} s; the second goal "
+        f"needs a time <= 0.9 x {competitor:.3f} s = {0.9 * competitor:.3f} s, so in this "
+        f"run the best ratio any implementation could reach is {ideal / competitor:.3f} "
+        f"({'the goal is reachable' if ideal / competitor <= 0.9 else 'the goal is out of reach'}"
+        f": it needs the faster competitor at >= {ideal / 0.9:.3f} s).",
+        "",
+        "The sleeps set the floor; the time above it is the part a library controls: "
         + ", ".join(f"{name} {(best[name] - ideal) * 1e3:.0f} ms" for name in overhead)
-        + ".",
+        + f". On that part, map_concurrent / the faster competitor = "
+        f"{(best['map_concurrent'] - ideal) / (competitor - ideal):.2f}.",
         "",
         f"Scheduling cost per item ({OVERHEAD_ITEMS:,} items of `await asyncio.sleep(0)`, "
         f"limit {LIMIT}, best of {ROUNDS}):",

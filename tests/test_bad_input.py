@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from act_operator_lib import (
     CustomStream,
     DuplicateItemKeyError,
     DurableContextError,
+    FunctionNotAsyncError,
     HTTPResource,
     MissingAwaitError,
     NodeDefinitionError,
@@ -114,6 +115,15 @@ async def answer_object(item: int) -> object:
 
 def sync_function() -> int:
     return 1
+
+
+def sync_double(item: int) -> int:
+    return item * 2
+
+
+async def drain(iterator: AsyncIterator[Any]) -> None:
+    async for _ in iterator:
+        pass
 
 
 def node_class(base: type, **attributes: Any) -> type:
@@ -343,6 +353,22 @@ ROWS = [
         lambda: map_concurrent(double, [1], limit=1, rate_limiter=5),
         TypeError,
         ("rate_limiter", "async acquire()", "limits.RateLimiter"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(sync_fn, items, limit=1, return_exceptions=True)",
+        lambda: map_concurrent(sync_double, [1, 2], limit=1, return_exceptions=True),
+        FunctionNotAsyncError,
+        ("fn", "sync_double() returned int", "async def", "run_sync"),
+    ),
+    Row(
+        "concurrency",
+        "as_completed",
+        "as_completed(sync_fn, items, limit=1, timeout=1)",
+        lambda: drain(as_completed(sync_double, [1, 2], limit=1, timeout=1)),
+        FunctionNotAsyncError,
+        ("fn", "sync_double() returned int", "async def", "run_sync"),
     ),
     Row(
         "concurrency",

@@ -18,7 +18,7 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import TimeoutPolicy
 
-from act_operator_lib import AsyncBaseNode, ItemTimeoutError
+from act_operator_lib import AsyncBaseNode, FunctionNotAsyncError, ItemTimeoutError
 from act_operator_lib.concurrency import (
     GatherResult,
     as_completed,
@@ -335,6 +335,48 @@ async def test_map_concurrent_rejects_a_timeout_of_zero_or_less(timeout: float) 
 async def test_map_concurrent_rejects_a_function_that_is_not_callable() -> None:
     with pytest.raises(TypeError, match="fn"):
         await map_concurrent(42, range(3), limit=2)  # type: ignore[call-overload]
+
+
+def triple_now(item: int) -> int:
+    return item * 3
+
+
+@pytest.mark.parametrize("return_exceptions", [False, True])
+@pytest.mark.parametrize("timeout", [None, 5.0])
+async def test_map_concurrent_stops_at_a_sync_function_whatever_return_exceptions_says(
+    return_exceptions: bool, timeout: float | None
+) -> None:
+    calls: list[int] = []
+
+    def record(item: int) -> int:
+        calls.append(item)
+        return item
+
+    with pytest.raises(FunctionNotAsyncError, match=r"fn=.*record\(\) returned int"):
+        await map_concurrent(
+            record,  # type: ignore[arg-type]
+            range(1_000),
+            limit=4,
+            timeout=timeout,
+            return_exceptions=return_exceptions,
+        )
+    assert len(calls) <= 4  # each worker's first call, not one per item
+
+
+async def test_as_completed_stops_at_a_sync_function() -> None:
+    seen: list[tuple[int, object]] = []
+
+    async def consume() -> None:
+        async for pair in as_completed(triple_now, range(10), limit=2, return_exceptions=True):  # type: ignore[arg-type]
+            seen.append(pair)
+
+    with pytest.raises(FunctionNotAsyncError, match="async def"):
+        await consume()
+    assert seen == []
+
+
+async def test_map_concurrent_accepts_a_sync_callable_that_returns_an_awaitable() -> None:
+    assert await map_concurrent(lambda item: double(item), [1, 2, 3], limit=2) == [2, 4, 6]
 
 
 async def test_map_concurrent_rejects_items_that_are_not_iterable() -> None:

@@ -20,7 +20,7 @@ from act_operator_lib import (
     ResourceUnavailableError,
 )
 from act_operator_lib.bridge import run_async
-from act_operator_lib.resources import HTTPResource, Resource
+from act_operator_lib.resources import HTTPResource, Resource, ResourceStatistics
 
 
 class State(TypedDict, total=False):
@@ -204,6 +204,74 @@ async def test_use_after_a_raced_close_finishes_gets_a_fresh_value() -> None:
     assert fresh is not gate
     fresh.release.set()
     await node.aclose()
+
+
+class Stuck:
+    """A value whose opening waits until the test lets it finish."""
+
+
+class StuckOpening(Resource[Stuck]):
+    """Opens only when ``release`` is set; ``started`` says an opening is waiting."""
+
+    def __init__(self) -> None:
+        self.started: asyncio.Event | None = None
+        self.release: asyncio.Event | None = None
+        self.closed: list[Stuck] = []
+
+    async def open(self) -> Stuck:
+        assert self.started is not None and self.release is not None
+        self.started.set()
+        await self.release.wait()
+        return Stuck()
+
+    async def close(self, value: Stuck) -> None:
+        self.closed.append(value)
+
+
+class Stalled(AsyncBaseNode):
+    stuck = StuckOpening()
+
+    async def execute(self, state: State) -> State:
+        return {}
+
+
+@pytest.fixture
+def stalled() -> Stalled:
+    resource = Stalled.stuck
+    resource.started, resource.release, resource.closed = asyncio.Event(), asyncio.Event(), []
+    return Stalled()
+
+
+async def test_waiters_of_an_opening_that_aclose_cancels_get_resource_closed_error(
+    stalled: Stalled,
+) -> None:
+    first = asyncio.create_task(stalled.stuck())
+    second = asyncio.create_task(stalled.stuck())
+    assert Stalled.stuck.started is not None
+    await Stalled.stuck.started.wait()
+    await stalled.aclose()
+    for waiter in (first, second):
+        with pytest.raises(ResourceClosedError, match="'stuck' of 'Stalled'"):
+            await waiter
+    assert stalled.stuck.statistics() == ResourceStatistics(opened=0, closed=0, loops=0)
+
+
+async def test_a_value_opened_just_before_aclose_is_not_handed_to_its_waiters(
+    stalled: Stalled,
+) -> None:
+    waiter = asyncio.create_task(stalled.stuck())
+    assert Stalled.stuck.started is not None and Stalled.stuck.release is not None
+    await Stalled.stuck.started.wait()
+    Stalled.stuck.release.set()
+    # The opening finishes in this loop iteration; aclose() starts before the waiter
+    # resumes, so the value it would have been handed is already being closed.
+    while stalled.stuck.statistics().opened == 0:
+        await asyncio.sleep(0)
+    await stalled.aclose()
+    with pytest.raises(ResourceClosedError):
+        await waiter
+    assert len(Stalled.stuck.closed) == 1
+    assert stalled.stuck.statistics() == ResourceStatistics(opened=1, closed=1, loops=0)
 
 
 async def test_second_aclose_during_close_waits_for_the_same_close() -> None:

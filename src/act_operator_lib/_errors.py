@@ -8,6 +8,7 @@ or ``except TypeError`` code keeps working::
     ├── NodeDefinitionError (TypeError)   a node class is defined wrongly
     ├── NodeResultError (TypeError)       execute() returned something LangGraph can't merge
     │   └── MissingAwaitError             ... a coroutine: an ``await`` was forgotten
+    ├── FunctionNotAsyncError (TypeError) map_concurrent's fn returned no awaitable
     ├── NodeTimeoutError (TimeoutError)   an attempt ran past the node's timeout
     ├── ItemTimeoutError (TimeoutError)   one item of map_concurrent/as_completed ran too long
     ├── ResourceUnavailableError (ConnectionError)  a pooled resource could not connect
@@ -32,6 +33,7 @@ __all__ = [
     "BlockingCallError",
     "DuplicateItemKeyError",
     "DurableContextError",
+    "FunctionNotAsyncError",
     "ItemTimeoutError",
     "LimiterKeyConflictError",
     "LimiterUnavailableError",
@@ -71,6 +73,19 @@ class MissingAwaitError(NodeResultError):
 
     The coroutine is closed before this is raised, so no "coroutine was never
     awaited" RuntimeWarning follows the error.
+    """
+
+
+class FunctionNotAsyncError(ActOperatorError, TypeError):
+    """The ``fn`` given to `map_concurrent` (or `as_completed`, `map_durable`) is not async.
+
+    Raised by the first call whose result cannot be awaited, and it ends the run
+    even with ``return_exceptions=True``: every item would fail the same way::
+
+        await map_concurrent(requests.get, urls, limit=10)  # FunctionNotAsyncError
+
+    Make ``fn`` an ``async def`` function, or run a blocking one in a thread with
+    ``lambda item: run_sync(function, item)``.
     """
 
 

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, overload
 
 from act_operator_lib import streaming
-from act_operator_lib._errors import ItemTimeoutError
+from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
 
 __all__ = [
     "AsCompleted",
@@ -135,8 +135,12 @@ async def map_concurrent(
         ValueError: ``limit`` < 1 or ``timeout`` <= 0.
         TypeError: ``fn`` is not callable, ``items`` is not iterable, or
             ``rate_limiter`` has no ``acquire``.
+        FunctionNotAsyncError: ``fn`` returned something not awaitable (a sync
+            function); this ends the run even with ``return_exceptions=True``.
     """
-    run = _Run(fn, items, limit, timeout, rate_limiter, return_exceptions, progress, "map")
+    run = _Run(
+        fn, items, limit, timeout, rate_limiter, return_exceptions, progress, "map_concurrent"
+    )
     return await _collect(run)
 
 
@@ -447,6 +451,7 @@ class _Run:
         "_progress_wanted",
         "_workers",
         "alive",
+        "caller",
         "error",
         "fn",
         "limit",
@@ -503,6 +508,7 @@ class _Run:
                 f"got {type(items).__name__}"
             )
         self.total = len(items) if isinstance(items, Sized) else None
+        self.caller = caller
         self.fn = fn
         self.limit = limit
         self.timeout = timeout
@@ -556,6 +562,10 @@ class _Run:
         iterator = self._iterator
         recorded = self.recorded
         on_finished = self.on_finished
+        # Each worker checks its first call's result is awaitable, so a sync ``fn``
+        # stops the run with an error naming the argument instead of failing every
+        # item with Python's "can't be used in 'await' expression".
+        checked = False
         while not self.stopped:
             if iterator is not None:
                 try:
@@ -582,11 +592,19 @@ class _Run:
             try:
                 if rate_limiter is not None:
                     await rate_limiter.acquire()
-                if timeout is None:
-                    value = await fn(item)
+                if checked:
+                    call = fn(item)
                 else:
-                    value = await _call_within(fn, item, index, timeout)
+                    call = _checked_call(fn, item, self.caller)
+                    checked = True
+                if timeout is None:
+                    value = await call
+                else:
+                    value = await _within(call, index, timeout)
             except Exception as error:
+                if type(error) is FunctionNotAsyncError:
+                    await self._stop_with(error)
+                    return
                 if not await self._item_failed(index, error):
                     return
                 value = error
@@ -650,12 +668,16 @@ class _Run:
         """Record a failed item; True when the run goes on (return_exceptions=True)."""
         if self.return_exceptions:
             return True
+        await self._stop_with(error)
+        return False
+
+    async def _stop_with(self, error: BaseException) -> None:
+        """End the run with ``error``, whatever ``return_exceptions`` says."""
         self.stopped = True
         if self.queue is not None:
             await self.queue.put(_Failure(error))
-            return False
-        self.abort(error)
-        return False
+        else:
+            self.abort(error)
 
     def abort(self, error: BaseException) -> None:
         """Stop the run (map mode): cancel the other workers; `_collect` raises ``error``."""
@@ -688,13 +710,24 @@ async def _iterate(run: _Run) -> AsyncGenerator[tuple[int, Any], None]:
     _raise_unexpected(workers)
 
 
-async def _call_within(
-    fn: Callable[[Any], Awaitable[Any]], item: Any, index: int, seconds: float
-) -> Any:
+def _checked_call(fn: Callable[[Any], Awaitable[Any]], item: Any, caller: str) -> Awaitable[Any]:
+    """``fn(item)``, which must be awaitable: a sync ``fn`` is a bad argument, not a bad item."""
+    call = fn(item)
+    if not inspect.isawaitable(call):
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        raise FunctionNotAsyncError(
+            f"{caller}(fn=...) must return an awaitable, but {name}() returned "
+            f"{type(call).__name__}: make it `async def`, or wrap a blocking function "
+            f"as `lambda item: run_sync(function, item)` to run it in a thread"
+        )
+    return call
+
+
+async def _within(call: Awaitable[Any], index: int, seconds: float) -> Any:
     scope = asyncio.timeout(seconds)
     try:
         async with scope:
-            return await fn(item)
+            return await call
     except TimeoutError as error:
         if scope.expired():
             raise ItemTimeoutError(index, seconds) from error

@@ -215,7 +215,15 @@ class BoundResource(Generic[T]):
                 slot.opening = loop.create_task(self._open(slot), name=f"open {self._label}")
                 slot.opening.add_done_callback(functools.partial(self._open_finished, slot))
                 await _watch(loop, slot)
+        opening = slot.opening
+        assert opening is not None
+        if slot.closing is None and slot.value is _MISSING:
+            # Not a shield: aclose() cancels this opening, and that must reach the
+            # waiters as ResourceClosedError, not as a cancellation of their own.
+            await asyncio.wait([opening])
         if slot.closing is not None:
+            # Also after the wait: a close may have started (and even finished) between
+            # the opening's end and this task resuming; its value is not handed out.
             raise ResourceClosedError(
                 f"{self._label} is being closed by aclose() on this event loop; a use that "
                 "races with the close is refused. Await the close, then use it again to "
@@ -223,8 +231,7 @@ class BoundResource(Generic[T]):
             )
         if slot.value is not _MISSING:
             return slot.value
-        assert slot.opening is not None
-        return await asyncio.shield(slot.opening)
+        return opening.result()
 
     async def _open(self, slot: _Slot[T]) -> T:
         try:
