@@ -214,12 +214,11 @@ class StuckOpening(Resource[Stuck]):
     """Opens only when ``release`` is set; ``started`` says an opening is waiting."""
 
     def __init__(self) -> None:
-        self.started: asyncio.Event | None = None
-        self.release: asyncio.Event | None = None
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
         self.closed: list[Stuck] = []
 
     async def open(self) -> Stuck:
-        assert self.started is not None and self.release is not None
         self.started.set()
         await self.release.wait()
         return Stuck()
@@ -247,7 +246,6 @@ async def test_waiters_of_an_opening_that_aclose_cancels_get_resource_closed_err
 ) -> None:
     first = asyncio.create_task(stalled.stuck())
     second = asyncio.create_task(stalled.stuck())
-    assert Stalled.stuck.started is not None
     await Stalled.stuck.started.wait()
     await stalled.aclose()
     for waiter in (first, second):
@@ -260,7 +258,6 @@ async def test_a_value_opened_just_before_aclose_is_not_handed_to_its_waiters(
     stalled: Stalled,
 ) -> None:
     waiter = asyncio.create_task(stalled.stuck())
-    assert Stalled.stuck.started is not None and Stalled.stuck.release is not None
     await Stalled.stuck.started.wait()
     Stalled.stuck.release.set()
     # The opening finishes in this loop iteration; aclose() starts before the waiter
