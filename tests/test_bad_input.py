@@ -828,6 +828,14 @@ ROWS = [
     ),
     Row(
         "cache",
+        "cached",
+        "cached(ttl=60, copy='yes')",
+        lambda: cached(ttl=60, copy="yes"),
+        TypeError,
+        ("copy", "True or False", "deep copy"),
+    ),
+    Row(
+        "cache",
         "MemoryCacheBackend",
         "MemoryCacheBackend(0)",
         lambda: MemoryCacheBackend(0),

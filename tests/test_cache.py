@@ -177,6 +177,55 @@ async def test_an_argument_json_cannot_encode_needs_a_key_function() -> None:
         await identity(object())
 
 
+async def test_by_default_every_caller_gets_the_cached_object_itself() -> None:
+    @cached(ttl=60)
+    async def profile(user: int) -> dict[str, list[str]]:
+        return {"tags": []}
+
+    first = await profile(1)
+    first["tags"].append("changed")
+    assert await profile(1) is first
+    assert (await profile(1))["tags"] == ["changed"]
+
+
+async def test_copy_gives_each_caller_its_own_deep_copy() -> None:
+    calls = 0
+
+    @cached(ttl=60, copy=True)
+    async def profile(user: int) -> dict[str, list[str]]:
+        nonlocal calls
+        calls += 1
+        return {"tags": ["a"]}
+
+    first = await profile(1)
+    first["tags"].append("changed by the first caller")
+    second = await profile(1)
+    assert second == {"tags": ["a"]}
+    assert second is not first
+    assert calls == 1
+
+
+async def test_copy_gives_concurrent_waiters_distinct_copies() -> None:
+    release = asyncio.Event()
+
+    @cached(ttl=60, copy=True)
+    async def profile(user: int) -> dict[str, list[str]]:
+        await release.wait()
+        return {"tags": ["a"]}
+
+    tasks = [asyncio.create_task(profile(1)) for _ in range(3)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*tasks)
+    assert results == [{"tags": ["a"]}] * 3
+    assert len({id(result["tags"]) for result in results}) == 3
+
+
+def test_copy_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match=r"copy must be True or False, got str"):
+        cached(ttl=1, copy="yes")  # type: ignore[arg-type]
+
+
 def test_a_sync_function_is_refused() -> None:
     with pytest.raises(TypeError, match="async"):
         cached(ttl=1)(lambda: 1)  # type: ignore[arg-type,return-value]

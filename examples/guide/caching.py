@@ -3,7 +3,8 @@
 ``@cached(ttl=...)`` on the expensive call, not a dict on the node: entries expire,
 concurrent calls with the same key share one request (single-flight), failures are not
 cached, and the cache is bounded. The cached object is shared by every caller, so
-copy it before changing it. ``python -m examples.guide.caching``
+copy it before changing it (or decorate with ``cached(..., copy=True)``).
+``python -m examples.guide.caching``
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ Concurrent identical calls run the function once and share its result
 from __future__ import annotations
 
 import asyncio
+import copy as copying
 import functools
 import hashlib
 import inspect
@@ -73,7 +74,8 @@ class MemoryCacheBackend(CacheBackend):
         async def lookup(user_id: int) -> dict[str, str]: ...
 
     Values are kept as they are (not copied or serialised): callers share the
-    cached object, so don't mutate it. Expiry uses the running loop's
+    cached object, so don't mutate it, or decorate with ``cached(..., copy=True)``
+    to give every caller its own deep copy. Expiry uses the running loop's
     ``loop.time()``, so fake clocks (``looptime``) work.
     """
 
@@ -240,11 +242,13 @@ class _CachedFunction(Generic[P, R]):
         ttl: float,
         key: Callable[..., str] | None,
         backend: CacheBackend,
+        copy: bool,
     ) -> None:
         self.function = function
         self.ttl = ttl
         self.key = key
         self.backend = backend
+        self.copy = copy
         self.name = f"{function.__module__}.{function.__qualname__}"
         self.signature = inspect.signature(function)
         parameters = list(self.signature.parameters)
@@ -288,7 +292,7 @@ class _CachedFunction(Generic[P, R]):
         if isinstance(self.backend, MemoryCacheBackend):
             hit, value = self.backend.get_nowait(key)
             if hit:
-                return value  # type: ignore[no-any-return]
+                return copying.deepcopy(value) if self.copy else value  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         flights = self.flights.setdefault(loop, {})
         flight = flights.get(key)
@@ -298,12 +302,15 @@ class _CachedFunction(Generic[P, R]):
             flight.task.add_done_callback(functools.partial(_land, flights, key, flight))
         flight.waiters += 1
         try:
-            return await asyncio.shield(flight.task)
+            result: R = await asyncio.shield(flight.task)
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 # The last waiter left (cancelled): nobody wants the result any more.
                 flight.task.cancel()
+        # Every caller, the one whose call computed it included, gets a copy: the
+        # object kept in the backend is never handed out.
+        return copying.deepcopy(result) if self.copy else result
 
 
 def _land(flights: dict[str, _Flight], key: str, flight: _Flight, task: asyncio.Task[Any]) -> None:
@@ -319,6 +326,7 @@ def cached(
     ttl: float,
     key: Callable[..., str] | None = None,
     backend: CacheBackend | None = None,
+    copy: bool = False,
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Cache an async function's (or method's) results for ``ttl`` seconds.
 
@@ -344,15 +352,25 @@ def cached(
       ``self`` too); it is prefixed with the function's name.
     - Backend: a `MemoryCacheBackend` of 1024 entries per function by default;
       `RedisCacheBackend` to share across processes.
+    - Copies: by default every caller gets the same object (a memory hit costs no
+      copy), so a caller that mutates its result changes it for all later callers.
+      ``copy=True`` gives each caller, concurrent waiters included, its own
+      ``copy.deepcopy`` of the result. A Redis hit is always a fresh object.
 
     Raises:
-        TypeError, ValueError: ``ttl`` is not a number above 0.
+        TypeError, ValueError: ``ttl`` is not a number above 0, or ``copy`` is not
+            a bool.
     """
     ttl = positive_number("cached", "ttl", ttl)
     if key is not None and not callable(key):
         raise TypeError(
             "cached key must be a function (*args, **kwargs) -> str, e.g. "
             f"key=lambda self, city: city.lower(), got {type(key).__name__}"
+        )
+    if not isinstance(copy, bool):
+        raise TypeError(
+            f"cached copy must be True or False, got {type(copy).__name__}; "
+            "copy=True gives every caller its own deep copy of the cached result"
         )
     if backend is not None and not isinstance(backend, CacheBackend):
         raise TypeError(
@@ -364,7 +382,7 @@ def cached(
         if not inspect.iscoroutinefunction(function):
             raise TypeError(f"cached needs an async function, got {function!r}")
         store = backend if backend is not None else MemoryCacheBackend()
-        state = _CachedFunction(function, ttl, key, store)
+        state = _CachedFunction(function, ttl, key, store, copy)
 
         @functools.wraps(function)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
