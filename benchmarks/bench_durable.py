@@ -22,14 +22,12 @@ import os
 import random
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
@@ -155,18 +153,7 @@ async def _throughput(directory: Path) -> dict[str, float]:
     return best
 
 
-def _count_records(path: Path, prefix: str) -> int:
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as connection:
-            row = connection.execute(
-                "SELECT count(*) FROM store WHERE prefix = ?", (prefix,)
-            ).fetchone()
-        return int(row[0])
-    except sqlite3.OperationalError:
-        return 0
-
-
-async def _crash_once(directory: Path, build_graph: Any, seed: int) -> tuple[int, int, int]:
+async def _crash_once(directory: Path, worker: Any, seed: int) -> tuple[int, int, int]:
     """Kill the worker mid-run, resume here; (recorded at kill, started, re-executed)."""
     store_path, checkpoints, log = directory / "store.db", directory / "ckpt.db", directory / "log"
     thread_id = "crash"
@@ -183,7 +170,7 @@ async def _crash_once(directory: Path, build_graph: Any, seed: int) -> tuple[int
     ]
     process = subprocess.Popen([sys.executable, str(WORKER), *map(str, arguments)])
     try:
-        while _count_records(store_path, prefix) < kill_after:
+        while worker.count_records(store_path, prefix) < kill_after:
             if process.poll() is not None:
                 raise RuntimeError("the crash worker finished before it was killed")
             await asyncio.sleep(0.002)
@@ -192,7 +179,7 @@ async def _crash_once(directory: Path, build_graph: Any, seed: int) -> tuple[int
         process.kill()
         process.wait()
     started = {int(line) for line in log.read_text().split()}
-    recorded = _count_records(store_path, prefix)
+    recorded = worker.count_records(store_path, prefix)
     called: list[int] = []
 
     async def again(item: int) -> int:
@@ -204,12 +191,12 @@ async def _crash_once(directory: Path, build_graph: Any, seed: int) -> tuple[int
         AsyncSqliteStore.from_conn_string(str(store_path)) as store,
         AsyncSqliteSaver.from_conn_string(str(checkpoints)) as saver,
     ):
-        graph = build_graph(again, limit=CRASH_LIMIT, flush_every=CRASH_FLUSH_EVERY).compile(
+        graph = worker.build_graph(again, limit=CRASH_LIMIT, flush_every=CRASH_FLUSH_EVERY).compile(
             checkpointer=saver, store=store
         )
         state = await graph.ainvoke(None, {"configurable": {"thread_id": thread_id}})
     assert state["results"] == [item * 2 for item in range(CRASH_ITEMS)]
-    assert _count_records(store_path, prefix) == CRASH_ITEMS
+    assert worker.count_records(store_path, prefix) == CRASH_ITEMS
     return recorded, len(started), len(started & set(called))
 
 
@@ -222,7 +209,7 @@ async def _crashes() -> list[tuple[int, int, int]]:
     figures = []
     for run in range(CRASH_RUNS):
         with tempfile.TemporaryDirectory() as directory:
-            figures.append(await _crash_once(Path(directory), module.build_graph, seed=run))
+            figures.append(await _crash_once(Path(directory), module, seed=run))
     return figures
 
 

@@ -3,16 +3,20 @@
 ``python tests/_durable_crash_worker.py STORE CHECKPOINTS LOG THREAD ITEMS LIMIT FLUSH_EVERY``
 runs the graph on a SQLite store and checkpointer; each call appends its item to LOG
 (one ``write`` on an ``O_APPEND`` file, so what was started survives a SIGKILL).
-`build_graph` is shared with the test and the benchmark, which rerun the same graph
-in their own process after the kill.
+`build_graph` and `count_records` are shared with the test and the benchmark, which
+watch the store while the worker runs and rerun the same graph in their own process
+after the kill.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
 from typing import Any, TypedDict
 
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
@@ -44,6 +48,22 @@ def build_graph(
     builder.add_node("fan", fan)
     builder.add_edge(START, "fan")
     return builder
+
+
+def count_records(path: Path, prefix: str) -> int:
+    """How many records the SQLite store at ``path`` holds under ``prefix`` right now.
+
+    Read-only, from another process than the worker's; 0 while the file or its table
+    does not exist yet.
+    """
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM store WHERE prefix = ?", (prefix,)
+            ).fetchone()
+        return int(row[0])
+    except sqlite3.OperationalError:
+        return 0
 
 
 async def run(argv: list[str]) -> None:

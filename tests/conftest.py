@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import AsyncIterator
 
 import pytest
+from redis.asyncio import Redis
 
 POSTGRES_DSN = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -45,3 +48,21 @@ def postgres_dsn() -> str:
     """DSN of the real PostgreSQL server on 127.0.0.1:5432, database `test`."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     return POSTGRES_DSN
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    """A plain redis-py client on the test server, to look behind the library's back."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_key(redis_client: Redis) -> AsyncIterator[str]:
+    """A Redis key no other test uses; every key that starts with it is deleted afterwards."""
+    key = f"test:act_operator_lib:{uuid.uuid4().hex}"
+    yield key
+    names = [name async for name in redis_client.scan_iter(match=f"{key}*")]
+    if names:
+        await redis_client.delete(*names)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -237,19 +235,9 @@ def test_ttl_must_be_above_zero() -> None:
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis_client: Redis) -> AsyncIterator[str]:
-    prefix = f"test:act_operator_lib:cache:{uuid.uuid4().hex}:"
-    yield prefix
-    names = [name async for name in redis_client.scan_iter(match=f"{prefix}*")]
-    if names:
-        await redis_client.delete(*names)
+def prefix(redis_key: str) -> str:
+    """The key prefix of a RedisCacheBackend that no other test uses."""
+    return f"{redis_key}:"
 
 
 @pytest.mark.redis

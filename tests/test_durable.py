@@ -10,12 +10,10 @@ import asyncio
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -29,7 +27,7 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 from langgraph.types import Command, RetryPolicy, interrupt
 
-from _durable_crash_worker import build_graph
+from _durable_crash_worker import build_graph, count_records
 from act_operator_lib import (
     DuplicateItemKeyError,
     DurableContextError,
@@ -344,17 +342,6 @@ async def test_thread_ids_with_periods_are_recorded_separately() -> None:
     assert len(calls.called) == 2 * ITEMS
 
 
-def _count_records(path: Path, prefix: str) -> int:
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as connection:
-            row = connection.execute(
-                "SELECT count(*) FROM store WHERE prefix = ?", (prefix,)
-            ).fetchone()
-        return int(row[0])
-    except sqlite3.OperationalError:
-        return 0  # the file or table does not exist yet
-
-
 async def test_sigkill_mid_run_then_rerun_records_every_item_once(tmp_path: Path) -> None:
     items, limit, flush_every = 4_000, 50, 100
     store_path, checkpoints, log = tmp_path / "store.db", tmp_path / "ckpt.db", tmp_path / "log"
@@ -367,7 +354,7 @@ async def test_sigkill_mid_run_then_rerun_records_every_item_once(tmp_path: Path
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
-        while _count_records(store_path, prefix) < kill_after:
+        while count_records(store_path, prefix) < kill_after:
             assert process.poll() is None, f"the worker exited early (seed {seed})"
             assert loop.time() < deadline, f"no progress recorded (seed {seed})"
             await asyncio.sleep(0.002)  # polling interval, not synchronisation
@@ -377,7 +364,7 @@ async def test_sigkill_mid_run_then_rerun_records_every_item_once(tmp_path: Path
         process.wait()
     assert process.returncode == -signal.SIGKILL
     started = {int(line) for line in log.read_text().split()}
-    recorded = _count_records(store_path, prefix)
+    recorded = count_records(store_path, prefix)
     assert recorded >= kill_after
 
     calls = Calls()
@@ -396,7 +383,7 @@ async def test_sigkill_mid_run_then_rerun_records_every_item_once(tmp_path: Path
         )
         state = await graph.ainvoke(None, {"configurable": {"thread_id": thread_id}})
     assert state["results"] == [item * 2 for item in range(items)]
-    assert _count_records(store_path, prefix) == items
+    assert count_records(store_path, prefix) == items
     assert len(calls.called) == len(set(calls.called)) == items - recorded
     re_executed = started & set(calls.called)
     # Started before the kill but not recorded: in flight or not yet flushed.

@@ -13,8 +13,6 @@ import os
 import signal
 import socket
 import sys
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,20 +33,9 @@ WORKER = Path(__file__).with_name("_redis_worker.py")
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def key(redis_client: Redis) -> AsyncIterator[str]:
-    """A key no other test uses; every Redis key under it is deleted afterwards."""
-    prefix = f"test:act_operator_lib:{uuid.uuid4().hex}"
-    yield prefix
-    names = [name async for name in redis_client.scan_iter(match=f"{prefix}*")]
-    if names:
-        await redis_client.delete(*names)
+def key(redis_key: str) -> str:
+    """The limiter key of this test; every Redis key under it is deleted afterwards."""
+    return redis_key
 
 
 def closed_port() -> int:
