@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest pytest-uvloop bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ typecheck: $(VENV)/.dev-installed
 pytest: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The suite again on uvloop, the loop LangGraph's API server runs nodes on.
+pytest-uvloop: $(VENV)/.dev-installed
+	ACT_TEST_LOOP=uvloop $(BIN)/python -m pytest -W error $(PYTEST_ARGS)
+
+test: lint typecheck pytest pytest-uvloop
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -2,6 +2,9 @@
 
 A test that needs PostgreSQL or Redis is skipped with a reason when the server is
 unreachable, except under ``CI=true``, where it fails instead.
+
+``ACT_TEST_LOOP=uvloop`` runs every async test on uvloop instead (``make
+pytest-uvloop``), leaving out the tests on virtual time.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -66,3 +70,28 @@ async def redis_key(redis_client: Redis) -> AsyncIterator[str]:
     names = [name async for name in redis_client.scan_iter(match=f"{key}*")]
     if names:
         await redis_client.delete(*names)
+
+
+if os.environ.get("ACT_TEST_LOOP") == "uvloop":
+
+    def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Any:
+        """Run every async test on uvloop, as LangGraph's API server does."""
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
+
+    def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Leave out the tests on virtual time: looptime can only patch asyncio's own loop."""
+        kept: list[pytest.Item] = []
+        left_out: list[pytest.Item] = []
+        for item in items:
+            virtual = (
+                item.get_closest_marker("looptime") is not None
+                or item.get_closest_marker("virtual_clock") is not None
+                or item.get_closest_marker("asyncio_loop_only") is not None
+                or "virtual_clock" in getattr(item, "fixturenames", ())
+            )
+            (left_out if virtual else kept).append(item)
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = kept

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import pytest
+import uvloop
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command, RetryPolicy
 from pydantic import BaseModel
@@ -319,11 +320,25 @@ async def test_the_node_timeout_option_fires_on_virtual_time(virtual_clock):
     assert stopwatch.seconds == 5
 
 
+@pytest.mark.asyncio_loop_only
 async def test_virtual_clock_context_manager_works_without_the_fixture():
     with virtual_clock() as clock, clock.measure() as stopwatch:
         await asyncio.sleep(42)
 
     assert stopwatch.seconds == 42
+
+
+def test_virtual_clock_context_manager_names_the_event_loop_it_cannot_patch():
+    async def sleep_on_virtual_time() -> None:
+        with virtual_clock():
+            await asyncio.sleep(1)
+
+    loop = uvloop.new_event_loop()
+    try:
+        with pytest.raises(RuntimeError, match=r"asyncio's own event loop.*uvloop\.Loop"):
+            loop.run_until_complete(sleep_on_virtual_time())
+    finally:
+        loop.close()
 
 
 async def test_virtual_clock_now_fails_clearly_when_the_clock_is_off():
@@ -591,3 +606,28 @@ def test_plugin_virtual_clock_names_the_testing_extra_when_looptime_is_missing(
 
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*act-operator-lib*testing*"])
+
+
+def test_plugin_virtual_clock_names_the_event_loop_it_cannot_patch(pytester: pytest.Pytester):
+    pytester.makeini(_FRESH_PROJECT_INI)
+    pytester.makeconftest(
+        """
+        import uvloop
+
+        def pytest_asyncio_loop_factories(config, item):
+            return {"uvloop": uvloop.new_event_loop}
+        """
+    )
+    pytester.makepyfile(
+        test_user="""
+        import asyncio
+
+        async def test_clock(virtual_clock):
+            await asyncio.sleep(1)
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-W", "error")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*virtual clock needs asyncio's own event loop*uvloop.Loop*"])

@@ -115,7 +115,9 @@ def virtual_clock() -> Iterator[VirtualClock]:
         return
     if not isinstance(loop, asyncio.BaseEventLoop):
         raise RuntimeError(
-            f"virtual_clock() needs a standard asyncio event loop, not {type(loop).__name__}."
+            "virtual_clock() needs asyncio's own event loop, but this code runs on "
+            f"{type(loop).__module__}.{type(loop).__qualname__}: looptime can only patch "
+            "asyncio's loop; run the code on virtual time on the default loop"
         )
     now = loop.time()
     loop = looptime.patch_event_loop(loop, _enabled=False)

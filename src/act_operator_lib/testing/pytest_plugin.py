@@ -11,6 +11,7 @@ them are unaffected, and a test that asks gets a failure naming what to install.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
@@ -169,6 +170,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
     import looptime
 
     loop = policy.get_event_loop()
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        # looptime patches asyncio's own loop class; on another one (uvloop) it fails
+        # deep inside the loop with an AttributeError that names neither.
+        pytest.fail(
+            f"{pyfuncitem.nodeid}: the virtual clock needs asyncio's own event loop, but "
+            f"this test runs on {type(loop).__module__}.{type(loop).__qualname__}; run "
+            "the tests that use virtual time on the default loop",
+            pytrace=False,
+        )
     if not isinstance(loop, looptime.LoopTimeEventLoop):
         loop = looptime.patch_event_loop(loop, start=loop.time(), _enabled=False)
     if loop.looptime_on:
