@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from act_operator_lib._errors import LimiterUnavailableError
+from act_operator_lib._extras import require
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -90,15 +91,11 @@ class RedisHandle:
     def __init__(
         self, redis: str | Redis, *, owner: str, timeout: float, read_slack: float = 0.0
     ) -> None:
-        try:
-            import redis.asyncio as redis_asyncio
-            import redis.exceptions as redis_exceptions
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-        except ImportError as error:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                f"{owner} needs redis-py: pip install 'act-operator-lib[redis]'"
-            ) from error
+        redis_asyncio = require("redis.asyncio", feature=owner, extra="redis")
+        import redis.exceptions as redis_exceptions
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         self.timeout = timeout
         if isinstance(redis, str):
             _check_url(owner, redis)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from act_operator_lib._extras import require
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
                 "HTTPResource(headers=...) must be a mapping of header name to value, e.g. "
                 f"{{'Authorization': 'Bearer ...'}}, got {type(headers).__name__}."
             )
+        require("aiohttp", feature="HTTPResource", extra="http")
         self.base_url = base_url
         self.headers = dict(headers or {})
         self.limit = limit

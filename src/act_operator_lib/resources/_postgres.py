@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from act_operator_lib._errors import ResourceUnavailableError
+from act_operator_lib._extras import require
 from act_operator_lib.limits._arguments import positive_number
 from act_operator_lib.resources._core import Resource
 
@@ -78,6 +79,7 @@ class PostgresResource(Resource["asyncpg.Pool[Any]"]):
                 "PostgresResource(dsn=...) must be a postgresql:// or postgres:// URL, "
                 "e.g. 'postgresql://user@127.0.0.1:5432/app', or None to use $DATABASE_URL"
             )
+        require("asyncpg", feature="PostgresResource", extra="postgres")
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size

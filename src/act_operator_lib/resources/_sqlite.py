@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from act_operator_lib._errors import ResourceUnavailableError
+from act_operator_lib._extras import require
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class SQLiteResource(Resource["aiosqlite.Connection"]):
                 "SQLiteResource timeout must be a finite number of seconds >= 0 (how long to "
                 f"wait for a locked database), got {timeout!r}"
             )
+        require("aiosqlite", feature="SQLiteResource", extra="sqlite")
         self.timeout = float(timeout)
 
     async def open(self) -> aiosqlite.Connection:
