@@ -33,6 +33,9 @@ __all__ = ["ApiServer", "ServerProfile", "ServerStatistics"]
 _Z_99 = 2.3263478740408408
 """The standard normal's 99th percentile: lognormal sigma = ln(p99 / median) / z."""
 
+_SAME_INSTANT = 1e-6
+"""Seconds of loop time within which a retry counts as arriving at its Retry-After deadline."""
+
 _WORDS = (
     "async",
     "await",
@@ -184,7 +187,9 @@ class ApiServer:
         self._requests += 1
         self._fetches[item_id] += 1
         now = asyncio.get_running_loop().time()
-        if now < self._not_before.pop(item_id, now):
+        # Loop times are floats: on uvloop's millisecond clock a retry lands exactly on
+        # its deadline, and `start + retry_after` may round a hair above it.
+        if now < self._not_before.pop(item_id, now) - _SAME_INSTANT:
             self._early += 1
         arrivals = self._arrivals
         while arrivals and arrivals[0] <= now - self.profile.window:
