@@ -35,7 +35,8 @@ sys.path.insert(0, str(REPOSITORY))
 from examples.showcase.server import ApiServer, ServerProfile  # noqa: E402
 
 ITEMS = 20
-STARTUP_SECONDS = 90
+STARTUP_SECONDS = 45
+RUN_SECONDS = 45
 
 
 def loopback_up() -> None:
@@ -110,7 +111,9 @@ async def main() -> dict[str, Any]:
         await asyncio.wait_for(wait_until_started(server, log), STARTUP_SECONDS)
         reader = asyncio.create_task(drain(server, log))
         profile = ServerProfile(latency_median=0.002, latency_p99=0.02, limit=200, seed=7)
-        async with ApiServer(profile) as api, aiohttp.ClientSession() as client:
+        # Bounded, so a run that never ends fails here with the server's log.
+        limit = aiohttp.ClientTimeout(total=RUN_SECONDS)
+        async with ApiServer(profile) as api, aiohttp.ClientSession(timeout=limit) as client:
             run = {
                 "assistant_id": "showcase",
                 "input": {"count": ITEMS, "report_dir": str(WORK / "report")},
