@@ -17,7 +17,6 @@ import asyncio
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -62,7 +61,7 @@ async def wait_until_started(server: asyncio.subprocess.Process, log: list[str])
             raise RuntimeError("langgraph dev exited before it started")
         log.append(line)
         # uvicorn says so once its socket listens (after the app's startup is logged).
-        if re.search(r"Uvicorn running on", line):
+        if "Uvicorn running on" in line:
             return
 
 
@@ -122,13 +121,13 @@ async def main() -> dict[str, Any]:
             async with client.post(f"http://127.0.0.1:{port}/runs/wait", json=run) as response:
                 status = response.status
                 state = await response.json()
-            fetches = api.statistics().requests
+            api_requests = api.statistics().requests
         return {
             "status": status,
             "state_keys": sorted(state),
             "fetch": state.get("fetch"),
             "stored": state.get("stored"),
-            "api_requests": fetches,
+            "api_requests": api_requests,
             "report": sorted(path.name for path in (WORK / "report").glob("*")),
             "sqlite": (WORK / ".demo" / "showcase.sqlite").exists(),
         }

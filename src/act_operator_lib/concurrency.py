@@ -563,8 +563,9 @@ class _Run:
         recorded = self.recorded
         on_finished = self.on_finished
         # Each worker checks its first call's result is awaitable, so a sync ``fn``
-        # stops the run with an error naming the argument instead of failing every
-        # item with Python's "can't be used in 'await' expression".
+        # stops the run with an error naming the argument (even with
+        # return_exceptions=True) instead of failing every item with Python's "can't
+        # be used in 'await' expression".
         checked = False
         while not self.stopped:
             if iterator is not None:
@@ -592,19 +593,17 @@ class _Run:
             try:
                 if rate_limiter is not None:
                     await rate_limiter.acquire()
-                if checked:
-                    call = fn(item)
-                else:
-                    call = _checked_call(fn, item, self.caller)
+                call = fn(item)
+                if not checked:
                     checked = True
+                    if not inspect.isawaitable(call):
+                        await self._stop_with(_not_async(fn, call, self.caller))
+                        return
                 if timeout is None:
                     value = await call
                 else:
                     value = await _within(call, index, timeout)
             except Exception as error:
-                if type(error) is FunctionNotAsyncError:
-                    await self._stop_with(error)
-                    return
                 if not await self._item_failed(index, error):
                     return
                 value = error
@@ -710,17 +709,14 @@ async def _iterate(run: _Run) -> AsyncGenerator[tuple[int, Any], None]:
     _raise_unexpected(workers)
 
 
-def _checked_call(fn: Callable[[Any], Awaitable[Any]], item: Any, caller: str) -> Awaitable[Any]:
-    """``fn(item)``, which must be awaitable: a sync ``fn`` is a bad argument, not a bad item."""
-    call = fn(item)
-    if not inspect.isawaitable(call):
-        name = getattr(fn, "__qualname__", type(fn).__name__)
-        raise FunctionNotAsyncError(
-            f"{caller}(fn=...) must return an awaitable, but {name}() returned "
-            f"{type(call).__name__}: make it `async def`, or wrap a blocking function "
-            f"as `lambda item: run_sync(function, item)` to run it in a thread"
-        )
-    return call
+def _not_async(fn: Callable[[Any], Any], result: object, caller: str) -> FunctionNotAsyncError:
+    """The error for a sync ``fn``: a bad argument of the run, not a bad item."""
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    return FunctionNotAsyncError(
+        f"{caller}(fn=...) must return an awaitable, but {name}() returned "
+        f"{type(result).__name__}: make it `async def`, or wrap a blocking function "
+        f"as `lambda item: run_sync(function, item)` to run it in a thread"
+    )
 
 
 async def _within(call: Awaitable[Any], index: int, seconds: float) -> Any:
