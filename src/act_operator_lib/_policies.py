@@ -26,6 +26,7 @@ from act_operator_lib._errors import (
     NodeResultError,
     NodeTimeoutError,
 )
+from act_operator_lib._retry_after import retry_after as read_retry_after
 from act_operator_lib.limits._arguments import positive_integer, positive_number
 from act_operator_lib.limits._base import Limiter
 
@@ -311,7 +312,7 @@ def retry_delay(
         return None
     if failed_attempts >= policy.max_attempts:
         return None
-    retry_after = _retry_after(error)
+    retry_after = read_retry_after(error)
     if retry_after is not None:
         return retry_after
     interval = min(
@@ -330,14 +331,3 @@ def _matches(retry_on: Any, error: Exception) -> bool:
         return isinstance(error, tuple(retry_on))
     predicate: Callable[[Exception], bool] = retry_on
     return bool(predicate(error))
-
-
-def _retry_after(error: Exception) -> float | None:
-    value = getattr(error, "retry_after", None)
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if not (value >= 0 and math.isfinite(value)):
-        return None
-    return float(value)
