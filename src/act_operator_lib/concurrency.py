@@ -33,10 +33,11 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Generic, Literal, Protocol, TypeVar, overload
+from typing import Any, Final, Generic, Literal, TypeVar, overload
 
 from act_operator_lib import streaming
 from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
+from act_operator_lib.limits._protocols import SupportsAcquire
 
 __all__ = [
     "AsCompleted",
@@ -54,17 +55,6 @@ K = TypeVar("K")
 
 PROGRESS_INTERVAL: Final = 0.1
 """Seconds (of loop time) between two progress reports of one run."""
-
-
-class SupportsAcquire(Protocol):
-    """What ``rate_limiter=`` accepts: anything with ``await acquire()``.
-
-    Every `act_operator_lib.limits` limiter qualifies (e.g. ``RateLimiter``), and
-    so does ``aiolimiter.AsyncLimiter``. Only ``acquire`` is called: a rate limiter
-    has nothing to give back.
-    """
-
-    def acquire(self) -> Awaitable[Any]: ...
 
 
 @overload
