@@ -1,0 +1,117 @@
+"""Every ```python block of README.md and docs/*.md runs as written.
+
+A page is one test: its blocks run in order in one namespace, in a fresh
+``python -W error`` subprocess with the repo root as cwd (tests/_doc_runner.py), with
+top-level ``await`` on one event loop. A block preceded by ``<!-- fragment: reason
+-->`` is only compiled. A page whose blocks use Redis or PostgreSQL runs against the
+servers on 127.0.0.1, and is skipped (failed under CI=true) when they are down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from _doc_runner import PageError, extract_blocks
+from conftest import require_service
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SERVICES = {"redis": ("Redis", 6379), "postgres": ("PostgreSQL", 5432)}
+RUNNER = Path(__file__).resolve().parent / "_doc_runner.py"
+
+
+def run_page(page: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run the page's blocks in a fresh interpreter, as CI does."""
+    return subprocess.run(
+        [sys.executable, "-W", "error", str(RUNNER), str(page.relative_to(cwd))],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[page.name for page in PAGES])
+def test_every_python_block_of_the_page_runs_as_written(page: Path) -> None:
+    blocks = extract_blocks(page.read_text(encoding="utf-8"))
+    runnable = "".join(block.source for block in blocks if not block.fragment).lower()
+    for word, (name, port) in SERVICES.items():
+        if word in runnable:
+            require_service(name, "127.0.0.1", port)
+    result = run_page(page)
+    assert result.returncode == 0, result.stderr
+
+
+def write_page(tmp_path: Path, text: str) -> Path:
+    page = tmp_path / "page.md"
+    page.write_text(text, encoding="utf-8")
+    return page
+
+
+def test_a_failing_block_is_reported_with_the_page_and_its_line(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "# Title\n\n```python\nx = 1\n```\n\n```python\n\n1 / 0\n```\n")
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "page.md: the block at line 7 failed" in result.stderr
+    assert 'File "page.md", line 9' in result.stderr
+    assert "ZeroDivisionError" in result.stderr
+
+
+def test_blocks_of_a_page_share_one_namespace_and_await_at_top_level(tmp_path: Path) -> None:
+    page = write_page(
+        tmp_path,
+        "```python\nimport asyncio\nvalue = await asyncio.sleep(0, result=41)\n```\n"
+        "text\n```python\nassert value + 1 == 42\nassert await asyncio.sleep(0, 1)\n```\n",
+    )
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_fragment_is_compiled_but_not_run(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "<!-- fragment: shows a failure -->\n```python\n1 / 0\n```\n")
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_fragment_with_a_syntax_error_fails(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "<!-- fragment: shows a call -->\n```python\ncall(\n```\n")
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "SyntaxError" in result.stderr
+
+
+def test_a_fragment_marker_without_a_reason_fails() -> None:
+    with pytest.raises(PageError, match="line 2: a fragment marker needs a reason"):
+        extract_blocks("<!-- fragment -->\n```python\nx = 1\n```\n")
+
+
+def test_a_block_that_leaves_a_task_exception_unretrieved_fails(tmp_path: Path) -> None:
+    page = write_page(
+        tmp_path,
+        "```python\nimport asyncio\nasync def fail():\n    raise ValueError('lost')\n\n"
+        "task = asyncio.ensure_future(fail())\nawait asyncio.sleep(0)\ndel task\n```\n",
+    )
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Task exception was never retrieved: ValueError('lost')" in result.stderr
+
+
+def test_a_block_that_leaves_a_file_open_fails(tmp_path: Path) -> None:
+    page = write_page(tmp_path, "```python\nhandle = open('page.md')\ndel handle\n```\n")
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "ResourceWarning" in result.stderr
+
+
+def test_a_block_that_leaves_a_warning_fails(tmp_path: Path) -> None:
+    page = write_page(
+        tmp_path, "```python\nimport warnings\nwarnings.warn('old', DeprecationWarning)\n```\n"
+    )
+    result = run_page(page, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "DeprecationWarning: old" in result.stderr
