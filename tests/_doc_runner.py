@@ -43,8 +43,10 @@ class PageError(Exception):
     """The page itself is malformed (a fragment marker without a reason, an open fence)."""
 
 
-def extract_blocks(text: str) -> list[Block]:
-    """Every ```python block of ``text``, with its fragment marker if any."""
+def extract_blocks(
+    text: str, languages: frozenset[str] = frozenset({"python", "py"})
+) -> list[Block]:
+    """Every ```python block of ``text`` (or of ``languages``), with its fragment marker."""
     lines = text.splitlines()
     blocks: list[Block] = []
     index = 0
@@ -63,7 +65,7 @@ def extract_blocks(text: str) -> list[Block]:
         if index == len(lines):
             raise PageError(f"line {start + 1}: the code fence is never closed")
         index += 1
-        if info not in {"python", "py"}:
+        if info not in languages:
             continue
         marker = _previous_nonblank(lines, start)
         fragment = FRAGMENT.match(marker) if marker is not None else None

@@ -9,6 +9,7 @@ servers on 127.0.0.1, and is skipped (failed under CI=true) when they are down.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,54 @@ def test_every_python_block_of_the_page_runs_as_written(page: Path) -> None:
             require_service(name, "127.0.0.1", port)
     result = run_page(page)
     assert result.returncode == 0, result.stderr
+
+
+def write_testing_page_project(directory: Path, asyncio_mode: str = "as shown") -> int:
+    """The testing page's tests as a fresh project's test module; returns how many."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    (configuration,) = extract_blocks(text, languages=frozenset({"toml"}))
+    toml = configuration.source
+    if asyncio_mode != "as shown":
+        toml = toml.replace('asyncio_mode = "auto"', f'asyncio_mode = "{asyncio_mode}"')
+    (directory / "pyproject.toml").write_text(toml, encoding="utf-8")
+    module = ""
+    for block in extract_blocks(text):
+        assert not block.fragment, f"docs/testing.md: the block at line {block.line}"
+        module += "\n" * (block.line - module.count("\n")) + block.source
+    (directory / "test_testing_page.py").write_text(module, encoding="utf-8")
+    return sum(
+        isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef) and node.name.startswith("test")
+        for node in ast.parse(module).body
+    )
+
+
+def run_pytest(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-W", "error", "-p", "no:cacheprovider", "-q"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+
+def test_the_testing_page_tests_pass_under_pytest_with_the_configuration_it_shows(
+    tmp_path: Path,
+) -> None:
+    tests = write_testing_page_project(tmp_path)
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{tests} passed" in result.stdout
+
+
+def test_the_testing_page_tests_fail_in_pytest_asyncio_strict_mode_as_it_says(
+    tmp_path: Path,
+) -> None:
+    write_testing_page_project(tmp_path, asyncio_mode="strict")
+    result = run_pytest(tmp_path)
+    assert result.returncode == 1
+    assert "async def functions are not natively supported" in result.stdout
 
 
 def write_page(tmp_path: Path, text: str) -> Path:
