@@ -10,9 +10,12 @@ servers on 127.0.0.1, and is skipped (failed under CI=true) when they are down.
 from __future__ import annotations
 
 import ast
+import importlib.util
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -164,3 +167,83 @@ def test_a_block_that_leaves_a_warning_fails(tmp_path: Path) -> None:
     result = run_page(page, cwd=tmp_path)
     assert result.returncode == 1
     assert "DeprecationWarning: old" in result.stderr
+
+
+# the API reference (docs/hooks.py, built by `make docs`)
+
+
+def load_hooks() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    return hooks
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    hooks = load_hooks()
+    missing = [name for module in hooks.public_modules() for name in hooks.undocumented(module)]
+    assert missing == []
+
+
+def test_a_public_function_or_method_without_a_docstring_is_found() -> None:
+    hooks = load_hooks()
+    module = ModuleType("package.module", "A module.")
+
+    def documented() -> None:
+        """Do a thing."""
+
+    def bare() -> None:
+        pass
+
+    class Thing:
+        """A thing."""
+
+        def method(self) -> None:
+            pass
+
+        def _private(self) -> None:
+            pass
+
+    module.__dict__.update(documented=documented, bare=bare, Thing=Thing)
+    module.__all__ = ["Thing", "bare", "documented"]  # type: ignore[attr-defined]
+
+    assert hooks.undocumented(module) == ["package.module.Thing.method", "package.module.bare"]
+
+
+def test_the_reference_documents_every_name_the_package_exports() -> None:
+    hooks = load_hooks()
+    modules = hooks.public_modules()
+    pages = "".join(hooks.reference_page(module, modules) for module in modules)
+    for module in modules:
+        for name in module.__all__:
+            home = hooks.home_module(name, modules)
+            assert name in hooks.reference_page(home, modules).split("members:")[1]
+            assert f"::: {home.__name__}\n" in pages
+
+
+def test_a_broken_cross_reference_fails_the_strict_build(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "page.md").write_text("# Page\n\nSee [the limiter][act_operator_lib.NoSuchName].\n")
+    config = (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    config = config.replace("docs_dir: docs", f"docs_dir: {docs}").replace(
+        "  - docs/hooks.py", f"  - {ROOT / 'docs' / 'hooks.py'}"
+    )
+    config = config.replace("paths: [src]", f"paths: [{ROOT / 'src'}]")
+    config = config.split("nav:")[0] + "plugins:" + config.split("plugins:")[1]
+    (tmp_path / "mkdocs.yml").write_text(config, encoding="utf-8")
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "act_operator_lib.NoSuchName" in result.stderr

@@ -109,15 +109,18 @@ class MemoryCacheBackend(CacheBackend):
         return True, value
 
     async def get(self, key: str) -> tuple[bool, Any]:
+        """Return ``(True, value)`` for a live entry, ``(False, None)`` otherwise."""
         return self.get_nowait(key)
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
         self._entries[key] = (asyncio.get_running_loop().time() + ttl, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
     async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
         self._entries.pop(key, None)
 
 
@@ -182,6 +185,7 @@ class RedisCacheBackend(CacheBackend):
         return self._prefix + key
 
     async def get(self, key: str) -> tuple[bool, Any]:
+        """Return ``(True, value)`` for a live entry, ``(False, None)`` otherwise."""
         full_key = self.redis_key(key)
         raw = await self._handle.call(self._handle.client.get(full_key), full_key)
         if raw is None:
@@ -199,6 +203,7 @@ class RedisCacheBackend(CacheBackend):
             ) from None
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
         full_key = self.redis_key(key)
         if self._serializer == "pickle":
             data = pickle.dumps(value)
@@ -215,6 +220,7 @@ class RedisCacheBackend(CacheBackend):
         await self._handle.call(self._handle.client.set(full_key, data, px=milliseconds), full_key)
 
     async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
         full_key = self.redis_key(key)
         await self._handle.call(self._handle.client.delete(full_key), full_key)
 

@@ -123,10 +123,11 @@ async def map_durable(
 
     Before any call, ``items`` is read to the end (a list is built), every key is
     computed and checked, and the records of an earlier run are read in batches.
+    ``fn``, ``limit``, ``timeout``, ``rate_limiter``, ``return_exceptions`` and
+    ``progress`` are as for `map_concurrent`; progress counts recorded items as done
+    at once.
 
     Args:
-        fn, limit, timeout, rate_limiter, return_exceptions, progress: As for
-            `map_concurrent`. Progress counts recorded items as done at once.
         items: An iterable or async iterable; it is materialised first.
         key: ``key(item) -> str``, unique among the items and stable across runs
             (a database id, a URL, a content hash; not ``id()`` or a position in a
@@ -213,7 +214,9 @@ async def forget_durable(
         thread_id: A thread whose records to delete (every node, or ``node`` only).
         node: With ``thread_id``: the node's path, as recorded (the node name; for
             a node in a subgraph, ``"subgraph|node"``).
-        With none of ``namespace`` / ``thread_id``: the current thread and node.
+
+    With none of ``namespace`` / ``thread_id``, the records of the current thread and
+    node are deleted.
 
     Raises:
         DurableContextError: no store, or nothing names the records.

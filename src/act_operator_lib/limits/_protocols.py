@@ -24,7 +24,8 @@ class SupportsAcquire(Protocol):
             await send_request()
     """
 
-    def acquire(self) -> Awaitable[Any]: ...
+    def acquire(self) -> Awaitable[Any]:
+        """Wait until the limiter grants one call."""
 
 
 @runtime_checkable
@@ -43,7 +44,8 @@ class SupportsRelease(SupportsAcquire, Protocol):
             await limiter.release()
     """
 
-    def release(self) -> Any: ...
+    def release(self) -> Any:
+        """Give back the slot an ``acquire()`` took."""
 
 
 @runtime_checkable
@@ -55,4 +57,5 @@ class SupportsPause(Protocol):
         await limiter.pause(2.0)   # nobody sharing the limiter is granted for 2 s
     """
 
-    def pause(self, seconds: float) -> Awaitable[None]: ...
+    def pause(self, seconds: float) -> Awaitable[None]:
+        """Grant nobody for ``seconds``."""
