@@ -97,6 +97,9 @@ def test_the_testing_page_tests_fail_in_pytest_asyncio_strict_mode_as_it_says(
     result = run_pytest(tmp_path)
     assert result.returncode == 1
     assert "async def functions are not natively supported" in result.stdout
+    assert 'an async test needs pytest-asyncio to run it: set asyncio_mode = "auto"' in (
+        result.stdout
+    )
 
 
 def write_page(tmp_path: Path, text: str) -> Path:

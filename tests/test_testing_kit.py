@@ -806,3 +806,28 @@ async def test_the_virtual_clock_block_names_a_subprocess_it_waited_on():
     (note,) = raised.value.__notes__
     assert note.startswith("The virtual clock advanced 5 s in ")
     assert "s of real time while this test talked to a subprocess (" in note
+
+
+def test_an_unmarked_async_test_in_strict_mode_fails_naming_the_setting(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(_FRESH_PROJECT_INI.replace("asyncio_mode = auto", "asyncio_mode = strict"))
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        async def test_unmarked(node_runner):
+            pass
+
+        @pytest.mark.asyncio
+        async def test_marked(node_runner):
+            pass
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-W", "error")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ['*test_unmarked: an async test needs pytest-asyncio*asyncio_mode = "auto"*']
+    )

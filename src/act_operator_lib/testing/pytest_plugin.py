@@ -205,6 +205,44 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         return (yield)
 
 
+_KIT_FIXTURES = frozenset(
+    {"custom_stream", "fake_chat_model", "no_blocking_calls", "node_runner", "virtual_clock"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # In pytest-asyncio's default strict mode an unmarked async test is not run by it,
+    # and pytest's own message suggests installing a plugin that is already there.
+    if not isinstance(item, pytest.Function):
+        return
+    test = getattr(item.obj, "__wrapped__", item.obj)
+    uses_kit = _KIT_FIXTURES.intersection(item.fixturenames) or any(
+        item.get_closest_marker(name) for name in ("virtual_clock", "no_blocking_calls")
+    )
+    if (
+        not inspect.iscoroutinefunction(test)
+        or not uses_kit
+        or item.get_closest_marker("asyncio") is not None
+        or item.get_closest_marker("anyio") is not None
+    ):
+        return
+    try:
+        mode = item.config.getini("asyncio_mode")
+    except ValueError:  # pytest-asyncio is not installed
+        mode = None
+    if mode == "auto":
+        return
+    pytest.fail(
+        f"{item.nodeid}: an async test needs pytest-asyncio to run it: "
+        + ("" if mode else "pip install pytest-asyncio, then ")
+        + 'set asyncio_mode = "auto" under [tool.pytest.ini_options] in pyproject.toml, '
+        "or mark the test @pytest.mark.asyncio (pytest-asyncio's default strict mode "
+        "runs only marked tests)",
+        pytrace=False,
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     wanted = item.get_closest_marker("no_blocking_calls") is not None or (
