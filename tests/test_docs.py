@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def test_the_testing_page_tests_pass_under_pytest_with_the_configuration_it_show
     tests = write_testing_page_project(tmp_path)
     result = run_pytest(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{tests} passed" in result.stdout
+    assert re.search(rf"\b{tests} passed\b", result.stdout), result.stdout
 
 
 def test_the_testing_page_tests_fail_in_pytest_asyncio_strict_mode_as_it_says(
