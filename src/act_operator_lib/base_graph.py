@@ -36,6 +36,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -45,6 +46,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
 
 from act_operator_lib._errors import GraphDefinitionError
+from act_operator_lib.base_node import AsyncBaseNode
 
 __all__ = ["BaseGraph"]
 
@@ -104,6 +106,11 @@ class BaseGraph(ABC):
         graph = self._compiled(built, rest)
         if graph.name in (None, "LangGraph"):
             graph.name = self.name
+        if type(graph) is CompiledStateGraph:
+            # The same object as LangGraph built, with a sync `stream` (which `invoke`
+            # uses) that names the async nodes up front. Set on the class, not the
+            # instance: `graph.copy()` (as LangGraph's server does) keeps it.
+            graph.__class__ = _CastGraph
         self._tracked_graphs().add(graph)
         return graph
 
@@ -213,6 +220,34 @@ def _nodes_of(graphs: list[Any]) -> list[object]:
                         found.setdefault(id(owner), owner)
                     candidate = getattr(candidate, "__wrapped__", None)
     return list(found.values())
+
+
+class _CastGraph(CompiledStateGraph[Any, Any, Any, Any]):
+    """A graph built by a `BaseGraph`: run synchronously, it names its async nodes."""
+
+    def stream(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        asynchronous = _async_nodes(self)
+        if asynchronous:
+            nodes = ", ".join(f"{name!r} ({kind})" for name, kind in asynchronous.items())
+            first = next(iter(asynchronous.values()))
+            raise TypeError(
+                f"graph {self.name!r} has async nodes, {nodes}, which LangGraph runs only "
+                "from its async API: use `await graph.ainvoke(...)` or "
+                f"`async for chunk in graph.astream(...)`, or derive {first} from BaseNode "
+                "with a plain `def execute` to run it with graph.invoke()"
+            )
+        return super().stream(*args, **kwargs)
+
+
+def _async_nodes(graph: CompiledStateGraph[Any, Any, Any, Any]) -> dict[str, str]:
+    """The graph's nodes that are `AsyncBaseNode` instances: name -> class name."""
+    found = {}
+    for name, spec in graph.builder.nodes.items():
+        runnable = spec.runnable
+        node = getattr(runnable, "afunc", runnable)
+        if isinstance(node, AsyncBaseNode):
+            found[name] = type(node).__name__
+    return found
 
 
 def _accepted_options(build: Any, given: dict[str, Any]) -> list[str]:
