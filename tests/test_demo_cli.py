@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from examples.showcase.cli import Options, run_showcase
+from examples.showcase.cli import MAKE_DEMO, Options, parse_arguments, run_showcase
 from examples.showcase.server import ServerProfile
 from rich.console import Console
 
@@ -27,10 +27,17 @@ def command(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_rate_0_gets_argparse_s_message_and_exit_status_2_not_a_traceback() -> None:
+    done = command("examples.demo", "--rate", "0")
+
+    assert done.returncode == 2
+    assert "make demo: error: argument --rate: must be a number above 0, got '0'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "wanted"),
     [
-        ("--rate", "0", "a number above 0"),
         ("--rate", "-5", "a number above 0"),
         ("--rate", "nan", "a number above 0"),
         ("--rate", "inf", "a number above 0"),
@@ -41,29 +48,35 @@ def command(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
         ("--items", "1.5", "a whole number above 0"),
     ],
 )
-def test_a_bad_number_gets_argparse_s_message_and_exit_status_2(
-    flag: str, value: str, wanted: str
+def test_every_bad_number_gets_argparse_s_message(
+    flag: str, value: str, wanted: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    done = command("examples.demo", flag, value)
+    with pytest.raises(SystemExit) as exited:
+        parse_arguments([flag, value], prog=MAKE_DEMO)
 
-    assert done.returncode == 2
-    assert f"make demo: error: argument {flag}: must be {wanted}, got {value!r}" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
-def test_make_demo_help_shows_how_make_demo_takes_the_flags() -> None:
-    done = command("examples.demo", "--help")
-
-    assert done.returncode == 0
-    assert done.stdout.startswith('usage: make demo ARGS="[-h] [--items N]')
-    assert "python -m examples.showcase" not in done.stdout
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert f"make demo: error: argument {flag}: must be {wanted}, got {value!r}" in error
 
 
-def test_the_showcase_module_help_shows_its_own_program_name() -> None:
-    done = command("examples.showcase", "--help")
+def test_make_demo_help_shows_how_make_demo_takes_the_flags(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_arguments(["--help"], prog=MAKE_DEMO)
 
-    assert done.returncode == 0
-    assert done.stdout.startswith("usage: python -m examples.showcase [-h]")
+    shown = capsys.readouterr().out
+    assert shown.startswith('usage: make demo ARGS="[-h] [--items N]')
+    assert "python -m examples.showcase" not in shown
+
+
+def test_the_showcase_module_help_shows_its_own_program_name(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        parse_arguments(["--help"])
+
+    assert capsys.readouterr().out.startswith("usage: python -m examples.showcase [-h]")
 
 
 async def test_the_retried_row_names_the_reasons_retried_with_their_counts(

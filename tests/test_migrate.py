@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import tomllib
@@ -11,6 +12,7 @@ import pytest
 from tests._act_scaffold import new_act_project, run_project_tests
 
 from act_operator_lib._migrate import BASE_GRAPH, BASE_NODE
+from act_operator_lib._migrate import migrate as run_migration
 
 
 def migrate(*arguments: str | Path) -> subprocess.CompletedProcess[str]:
@@ -126,9 +128,9 @@ def test_the_dependency_is_added_to_any_layout_of_the_list(
     end = text.index("]", start) + 1
     pyproject.write_text(text[:start] + listed + text[end:])
 
-    done = migrate(project, "--apply")
+    code = run_migration(project, apply=True, out=io.StringIO())
 
-    assert done.returncode == 0, done.stderr
+    assert code == 0
     assert dependencies(project) == expected
     assert tomllib.loads(pyproject.read_text())["tool"]["pytest"]["ini_options"]["testpaths"] == [
         "tests"
@@ -145,6 +147,6 @@ def test_a_dependency_already_listed_under_another_spelling_is_not_added_again(
         )
     )
 
-    migrate(project, "--apply")
+    run_migration(project, apply=True, out=io.StringIO())
 
     assert dependencies(project) == ["langchain>=1.0.0", "langgraph>=1.0.0", "Act_Operator.Lib"]
