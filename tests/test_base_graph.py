@@ -11,7 +11,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from act_operator_lib import BaseGraph, BaseNode, GraphDefinitionError
+from act_operator_lib import BaseGraph, BaseNode, GraphDefinitionError, Resource, run_async
 
 THREAD = {"configurable": {"thread_id": "t"}}
 
@@ -171,6 +171,48 @@ def test_the_graphs_it_built_are_not_kept_alive_by_it():
     gc.collect()
 
     assert built() is None
+
+
+class Tally(Resource[list[str]]):
+    """A pooled value that records its closing."""
+
+    closed = 0
+
+    async def open(self) -> list[str]:
+        return []
+
+    async def close(self, value: list[str]) -> None:
+        Tally.closed += 1
+
+
+class UsesTally(BaseNode):
+    tally = Tally()
+
+    def execute(self, state):
+        run_async(self.tally()).append(state["query"])
+        return {"message": "counted"}
+
+
+class TallyGraph(BaseGraph):
+    def build(self):
+        node = UsesTally()
+        self.last_node = weakref.ref(node)
+        graph = StateGraph(State)
+        graph.add_node("count", node)
+        graph.add_edge(START, "count")
+        return graph.compile()
+
+
+def test_with_closes_the_resources_of_a_graph_the_caller_dropped():
+    Tally.closed = 0
+    with TallyGraph() as cast:
+        cast()
+        run_async(cast.last_node().tally())
+        gc.collect()
+
+        assert Tally.closed == 0
+
+    assert Tally.closed == 1
 
 
 def test_a_subclass_that_skips_base_init_still_builds_and_closes():

@@ -21,7 +21,9 @@ a compiled graph gets them as LangGraph's API server gives it its checkpointer::
     graph = HelloGraph()(checkpointer=InMemorySaver(), interrupt_before=["greet"])
 
 Used as a context manager, it closes the pooled resources (see
-`act_operator_lib.resources`) of every node in the graphs it built, on exit::
+`act_operator_lib.resources`) of every node in the graphs it built, on exit (outside
+one, `aclose` reaches the graphs still referenced: LangGraph's API server calls the
+instance for every run, and they must not pile up)::
 
     async with HelloGraph() as cast:
         graph = cast()
@@ -73,6 +75,7 @@ class BaseGraph(ABC):
         # so the factory it sees takes none; the compile options are for direct callers.
         self.__signature__ = inspect.Signature()
         self._built_graphs: weakref.WeakSet[Pregel[Any, Any, Any, Any]] = weakref.WeakSet()
+        self._held_graphs: list[Pregel[Any, Any, Any, Any]] | None = None
 
     @abstractmethod
     def build(self) -> CompiledStateGraph[Any, Any, Any, Any] | StateGraph[Any, Any, Any, Any]:
@@ -112,6 +115,11 @@ class BaseGraph(ABC):
             # instance: `graph.copy()` (as LangGraph's server does) keeps it.
             graph.__class__ = _CastGraph
         self._tracked_graphs().add(graph)
+        held = self.__dict__.get("_held_graphs")
+        if held is not None:
+            # Inside `with`/`async with`: kept until the exit closes their resources,
+            # even when the caller dropped the graph (`await cast().ainvoke(...)`).
+            held.append(graph)
         return graph
 
     def _compiled(
@@ -155,7 +163,8 @@ class BaseGraph(ABC):
         from act_operator_lib.resources._core import aclose_resources
 
         errors: list[Exception] = []
-        for node in _nodes_of(list(self._tracked_graphs())):
+        graphs = [*self._tracked_graphs(), *(self.__dict__.get("_held_graphs") or [])]
+        for node in _nodes_of(graphs):
             try:
                 await aclose_resources(node)
             except Exception as error:  # close the others, then report
@@ -170,6 +179,7 @@ class BaseGraph(ABC):
         run_async(self.aclose())
 
     async def __aenter__(self) -> Self:
+        self.__dict__["_held_graphs"] = []
         return self
 
     async def __aexit__(
@@ -178,9 +188,13 @@ class BaseGraph(ABC):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        try:
+            await self.aclose()
+        finally:
+            self.__dict__["_held_graphs"] = None
 
     def __enter__(self) -> Self:
+        self.__dict__["_held_graphs"] = []
         return self
 
     def __exit__(
@@ -189,7 +203,10 @@ class BaseGraph(ABC):
         exc_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            self.close()
+        finally:
+            self.__dict__["_held_graphs"] = None
 
 
 def _nodes_of(graphs: list[Any]) -> list[object]:
