@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
 from langgraph.store.memory import InMemoryStore
 
 from act_operator_lib import (
@@ -26,6 +28,7 @@ from act_operator_lib import (
     DuplicateItemKeyError,
     DurableContextError,
     FunctionNotAsyncError,
+    GraphDefinitionError,
     HTTPResource,
     MissingAwaitError,
     NodeDefinitionError,
@@ -103,6 +106,21 @@ class Row:
 
 def _code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def graph_building(checkpointer: Any) -> BaseGraph:
+    """A graph whose build() returns None, or one compiled with ``checkpointer``."""
+
+    class Cast(BaseGraph):
+        def build(self) -> Any:
+            if checkpointer is None:
+                return None
+            builder = StateGraph(dict)
+            builder.add_node("noop", lambda state: {})
+            builder.add_edge(START, "noop")
+            return builder.compile(checkpointer=checkpointer)
+
+    return Cast()
 
 
 async def double(item: int) -> int:
@@ -1063,6 +1081,22 @@ ROWS = [
         lambda: BaseGraph(),
         TypeError,
         ("abstract", "build"),
+    ),
+    Row(
+        "base_graph",
+        "BaseGraph",
+        "build() returns None",
+        lambda: graph_building(None)(),
+        GraphDefinitionError,
+        ("Cast.build() must return a StateGraph or a compiled graph", "got NoneType"),
+    ),
+    Row(
+        "base_graph",
+        "BaseGraph",
+        "checkpointer=... when build() compiled in its own",
+        lambda: graph_building(InMemorySaver())(checkpointer=InMemorySaver()),
+        GraphDefinitionError,
+        ("Cast()(checkpointer=...)", "declare checkpointer in build()"),
     ),
     # act_operator_lib.testing
     Row(
