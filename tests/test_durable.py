@@ -113,10 +113,12 @@ def fan_out_graph(
     return builder.compile(checkpointer=InMemorySaver(), store=store)
 
 
-async def recorded_keys(store: BaseStore, thread_id: str, node: str = "fan") -> set[str]:
+async def recorded_keys(store: BaseStore, thread_id: str, node: str | None = "fan") -> set[str]:
+    """The keys recorded under the thread (and node, unless None), by every task."""
+    prefix = (*NAMESPACE_ROOT, thread_id) if node is None else (*NAMESPACE_ROOT, thread_id, node)
     found: set[str] = set()
     offset = 0
-    while page := await store.asearch((*NAMESPACE_ROOT, thread_id, node), limit=500, offset=offset):
+    while page := await store.asearch(prefix, limit=500, offset=offset):
         found.update(item.key for item in page)
         offset += len(page)
     return found
@@ -414,6 +416,47 @@ async def test_unserializable_result_names_the_item_key(thread_id: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("a\x00b", r"result is a str"),
+        ({"rows": [{"text": "a\x00b"}]}, r"result\['rows'\]\[0\]\['text'\] is a str"),
+        ({"a\x00b": 1}, r"result has a key 'a\\x00b'"),
+    ],
+    ids=["str", "nested str", "dict key"],
+)
+async def test_a_nul_character_in_a_result_names_the_item_and_keeps_the_others(
+    store: BaseStore, thread_id: str, value: Any, where: str
+) -> None:
+    async def work(item: int) -> Any:
+        return value if item == 3 else item
+
+    with pytest.raises(ResultNotSerializableError, match=rf"item '3'.*{where}.*NUL") as caught:
+        await map_durable(work, range(6), key=str, limit=1, store=store, namespace=thread_id)
+    assert caught.value.key == "3"
+    assert await recorded_keys(store, thread_id, node=None) == {"0", "1", "2"}
+
+
+async def test_a_recorded_failure_whose_message_holds_a_nul_character_is_kept(
+    store: BaseStore, thread_id: str
+) -> None:
+    async def work(item: int) -> int:
+        if item == 1:
+            raise ValueError("bad byte \x00 here")
+        return item
+
+    results = await map_durable(
+        work, range(3), key=str, limit=1, store=store, namespace=thread_id, return_exceptions=True
+    )
+    assert isinstance(results[1], ValueError)
+    again = await map_durable(
+        work, range(3), key=str, limit=1, store=store, namespace=thread_id, return_exceptions=True
+    )
+    assert again[::2] == [0, 2]
+    assert isinstance(again[1], RecordedItemError)
+    assert again[1].message == "bad byte \\x00 here"
+
+
+@pytest.mark.parametrize(
     ("value", "problem"),
     [
         ({1: "a"}, "int key"),
@@ -449,6 +492,23 @@ async def test_key_must_be_a_function_returning_str() -> None:
         await map_durable(
             Calls(), [1], key=lambda item: item, limit=1, store=InMemoryStore(), namespace="n"
         )
+
+
+async def test_a_key_with_a_nul_character_fails_before_any_call(
+    store: BaseStore, thread_id: str
+) -> None:
+    calls = Calls()
+    refused = r"without NUL characters.*for item 1 it returned '1\\x00'"
+    with pytest.raises(ValueError, match=refused):
+        await map_durable(
+            calls,
+            [0, 1],
+            key=lambda item: str(item) + "\x00" * item,
+            limit=1,
+            store=store,
+            namespace=thread_id,
+        )
+    assert calls.called == []
 
 
 async def test_graph_without_store_names_how_to_provide_one(thread_id: str) -> None:

@@ -64,6 +64,8 @@ _DELETE_PAGE: Final = 1000
 _INT_RANGE: Final = range(-(2**63), 2**64)
 """Integers every store accepts (orjson, used by the SQLite store, stops at 64 bits)."""
 
+_NUL: Final = "which the PostgreSQL store cannot hold (remove it or encode the text)"
+
 
 @overload
 async def map_durable(
@@ -148,10 +150,12 @@ async def map_durable(
         DurableContextError: no store, or no thread id or running task and no
             ``namespace``.
         DuplicateItemKeyError: two items have the same key.
-        ResultNotSerializableError: a result is not JSON data (the run stops, as for
-            a failed item; what finished before is recorded).
+        ResultNotSerializableError: a result is not JSON data or holds a NUL
+            character (the run stops, as for a failed item; what finished before is
+            recorded).
         TypeError, ValueError: a bad argument, as for `map_concurrent`; ``key`` not
-            callable or returning something other than a ``str``.
+            callable, returning something other than a ``str``, or a ``str`` with a
+            NUL character.
     """
     if not callable(key):
         raise TypeError(
@@ -290,7 +294,9 @@ class _Recorder:
             record: dict[str, Any] = {
                 "error": {
                     "type": f"{error_type.__module__}.{error_type.__qualname__}",
-                    "message": str(value),
+                    # PostgreSQL cannot store NUL in text or jsonb; a message is
+                    # for reading, so it is escaped rather than refused.
+                    "message": str(value).replace("\x00", "\\x00"),
                 }
             }
         else:
@@ -365,6 +371,12 @@ def _item_keys(key: Callable[[Any], str], items: list[Any]) -> list[str]:
             raise TypeError(
                 f"map_durable(key=...) must return a str; for item {index} it returned "
                 f"{type(item_key).__name__} {item_key!r}"
+            )
+        if "\x00" in item_key:
+            raise ValueError(
+                f"map_durable(key=...) must return a str without NUL characters (\\x00), "
+                f"which the PostgreSQL store cannot hold; for item {index} it returned "
+                f"{item_key!r}"
             )
         seen = first_index.setdefault(item_key, index)
         if seen != index:
@@ -488,7 +500,11 @@ def _label(text: str) -> str:
 
 def _json_problem(value: Any, path: str) -> str | None:
     """What keeps ``value`` from being stored as JSON by every store, or None."""
-    if value is None or isinstance(value, str | bool):
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path} is a str with a NUL character (\\x00), {_NUL}"
         return None
     if isinstance(value, int):
         if value in _INT_RANGE:
@@ -502,6 +518,8 @@ def _json_problem(value: Any, path: str) -> str | None:
         for name, element in value.items():
             if not isinstance(name, str):
                 return f"{path} has a {type(name).__name__} key {name!r} (JSON keys are str)"
+            if "\x00" in name:
+                return f"{path} has a key {name!r} with a NUL character (\\x00), {_NUL}"
             problem = _json_problem(element, f"{path}[{name!r}]")
             if problem is not None:
                 return problem
