@@ -127,6 +127,10 @@ async def double(item: int) -> int:
     return item * 2
 
 
+async def answer_nul(item: int) -> str:
+    return "a\x00b"
+
+
 async def answer_object(item: int) -> object:
     return object()
 
@@ -540,6 +544,26 @@ ROWS = [
         ),
         ResultNotSerializableError,
         ("item '1'", "records JSON data", "model_dump"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn returning 'a\\x00b', ...)",
+        lambda: map_durable(
+            answer_nul, [1], key=str, limit=1, store=InMemoryStore(), namespace="n"
+        ),
+        ResultNotSerializableError,
+        ("item '1'", "NUL character", "PostgreSQL store cannot hold"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn, [1], key=lambda item: 'a\\x00b', ...)",
+        lambda: map_durable(
+            double, [1], key=lambda item: "a\x00b", limit=1, store=InMemoryStore(), namespace="n"
+        ),
+        ValueError,
+        ("key", "without NUL characters"),
     ),
     Row(
         "durable",

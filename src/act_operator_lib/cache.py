@@ -313,7 +313,11 @@ class _CachedFunction(Generic[P, R]):
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 # The last waiter left (cancelled): nobody wants the result any more.
+                # The cancelled task may take a while to end; a caller arriving
+                # meanwhile must start a new computation, not wait for this one.
                 flight.task.cancel()
+                if flights.get(key) is flight:
+                    del flights[key]
         # Every caller, the one whose call computed it included, gets a copy: the
         # object kept in the backend is never handed out.
         return copying.deepcopy(result) if self.copy else result
@@ -348,7 +352,8 @@ def cached(
     - Single-flight: concurrent calls with the same key run the function once and
       all get its result. A failure is not cached and is raised to every waiter.
       Cancelling one waiter leaves the computation running for the others; when
-      the last waiter leaves, the computation is cancelled.
+      the last waiter leaves, the computation is cancelled, and a later caller
+      starts a new one (even while the cancelled one is still winding down).
     - Key: by default the function's module and qualified name plus its arguments
       (bound to the signature, defaults applied, JSON-encoded and hashed), so
       ``f(1)`` and ``f(x=1)`` share an entry. A first parameter named ``self`` or
