@@ -132,7 +132,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
     ``async with``, ``pause()``; ``adaptive=True`` as for `RateLimiter`.
     """
 
-    __slots__ = ("_default_cost", "_granted_units", "_max_costs", "_names", "_rates")
+    __slots__ = ("_default_cost", "_default_pairs", "_max_costs", "_names", "_rates")
 
     _owner = "MultiRateLimiter"
 
@@ -167,8 +167,9 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         self._rates = dict(rates)
         self._names = tuple(rates)
         self._default_cost = tuple(rate.default_cost for rate in rates.values())
+        # Each window with its default cost: `acquire` loops over these, no zip.
+        self._default_pairs = tuple(zip(self._windows, self._default_cost, strict=True))
         self._max_costs = tuple(rate.max_cost for rate in rates.values())
-        self._granted_units = [0] * len(rates)
 
     def __repr__(self) -> str:
         rates = ", ".join(f"{name}={rate!r}" for name, rate in self._rates.items())
@@ -182,7 +183,39 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
 
     async def acquire(self) -> None:
         """Wait until every rate allows its `Rate.default_cost`, then take it."""
-        await self._take(self._default_cost)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._use_loop(loop)
+        pairs = self._default_pairs
+        with self._lock:
+            now = self._clock()
+            if not self._waiters:
+                # `_ready_at` inlined for the common case: on schedule, room in the
+                # window, not slowed down; anything else takes the full check.
+                for window, units in pairs:
+                    if (
+                        window.schedule - window.tolerance > now
+                        or window.logged + units > window.capacity
+                        or window.share < 1.0
+                    ) and window.ready_at(now, units) > now:
+                        break
+                else:
+                    self._granted += 1
+                    for window, units in pairs:
+                        if now < window.bucket_end:
+                            # `Window.grant` inlined for a grant that joins the last entry.
+                            schedule = window.schedule
+                            window.schedule = (
+                                schedule if schedule > now else now
+                            ) + units * window.interval
+                            window.logged += units
+                            window.granted += units
+                            window.log[-1][0] = now
+                            window.log[-1][1] += units
+                        else:
+                            window.grant(now, units, now)
+                    return
+        await self._wait(loop, now, self._default_cost)
 
     def reserve(self, **costs: int) -> Reservation:
         """Take ``costs`` from every rate at once; settle the actual cost later.
@@ -204,33 +237,31 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
 
     def statistics(self) -> MultiRateStatistics:
         """A snapshot: waiters, grants, waiting time, pauses, and each rate's window."""
-        try:
-            now = asyncio.get_running_loop().time()
-        except RuntimeError:
-            now = None
+        now = self._now()
         with self._lock:
             rates = {}
-            for name, window, granted in zip(
-                self._names, self._windows, self._granted_units, strict=True
-            ):
-                if now is not None:
-                    window.expire(now)
-                    if window.share < 1.0:
-                        window.ready_at(now, 0)
-                rates[name] = RateStatistics(round(window.logged), granted, window.rate)
+            for name, window in zip(self._names, self._windows, strict=True):
+                window.expire(now)
+                if window.share < 1.0:
+                    window.ready_at(now, 0)
+                rates[name] = RateStatistics(
+                    round(window.logged), round(window.granted), window.rate
+                )
             return MultiRateStatistics(
                 waiting=len(self._waiters),
                 granted=self._granted,
                 total_wait=self._total_wait,
                 pauses=self._pauses,
-                paused_for=0.0 if now is None else self._paused_for(now),
+                paused_for=self._paused_for(now),
                 rates=rates,
             )
 
     async def _take(self, cost: tuple[int, ...]) -> tuple[Entry, ...]:
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._use_loop(loop)
         with self._lock:
-            now = loop.time()
+            now = self._clock()
             if not self._waiters and self._ready_at(now, cost) <= now:
                 return self._record(now, cost, now)
         return await self._wait(loop, now, cost)
@@ -263,7 +294,8 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
 
     def _ready_at(self, now: float, cost: tuple[int, ...]) -> float:
         ready = -math.inf
-        for window, units in zip(self._windows, cost, strict=True):
+        # Equal lengths by construction; strict=True would cost more than the check.
+        for window, units in zip(self._windows, cost, strict=False):
             at = window.ready_at(now, units)
             if at > ready:
                 ready = at
@@ -271,11 +303,11 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
 
     def _record(self, now: float, cost: tuple[int, ...], due: float) -> tuple[Entry, ...]:
         self._granted += 1
-        granted = self._granted_units
-        for index, units in enumerate(cost):
-            granted[index] += units
         return tuple(
-            window.grant(now, units, due) for window, units in zip(self._windows, cost, strict=True)
+            [
+                window.grant(now, units, due)
+                for window, units in zip(self._windows, cost, strict=True)
+            ]
         )
 
     async def _settle(
@@ -284,12 +316,10 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         """Change a grant from ``estimate`` to ``actual``; wake the head on a refund."""
         refunded = False
         with self._lock:
-            granted = self._granted_units
             for index, (window, entry) in enumerate(zip(self._windows, entries, strict=True)):
                 difference = actual[index] - estimate[index]
                 if difference:
                     window.settle(entry, difference)
-                    granted[index] += difference
                     refunded = refunded or difference < 0
             head = self._waiters[0] if refunded and self._waiters else None
         if head is not None:

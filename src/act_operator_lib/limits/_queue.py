@@ -51,8 +51,10 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
     """Shared waiting logic of the in-process rate limiters (private base)."""
 
     __slots__ = (
+        "_clock",
         "_granted",
         "_lock",
+        "_loop",
         "_pauses",
         "_total_wait",
         "_waiters",
@@ -68,6 +70,21 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         self._granted = 0
         self._total_wait = 0.0
         self._pauses = 0
+        # The loop in use, as last seen, and its clock (see `loop_clock`).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Callable[[], float] = time.monotonic
+
+    def _use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take time from ``loop`` (the running loop) from now on."""
+        self._clock = loop_clock(loop)
+        self._loop = loop
+
+    def _now(self) -> float:
+        """The running loop's time, or the last loop's clock outside a loop."""
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return self._clock()
 
     def _ready_at(self, now: float, cost: C) -> float:
         raise NotImplementedError

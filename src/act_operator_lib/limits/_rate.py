@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from types import TracebackType
 
 from act_operator_lib.limits._arguments import positive_integer, positive_number
-from act_operator_lib.limits._queue import GrantQueue, loop_clock
+from act_operator_lib.limits._queue import GrantQueue
 from act_operator_lib.limits._statistics import LimiterStatistics
 from act_operator_lib.limits._window import Window
 
@@ -47,7 +46,7 @@ class RateLimiter(GrantQueue[int, None]):
     a tenth of the configured rate back (docs/limits.md, "Adaptive mode").
     """
 
-    __slots__ = ("_clock", "_loop", "_max_weight", "_ready", "_window")
+    __slots__ = ("_max_weight", "_ready", "_window")
 
     _owner = "RateLimiter"
 
@@ -77,10 +76,8 @@ class RateLimiter(GrantQueue[int, None]):
         super().__init__((window,))
         self._window = window
         self._max_weight = window.capacity
-        # The loop in use, as last seen: its clock, and a completed future that
-        # `async with` hands back without a coroutine (any loop may await it).
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._clock: Callable[[], float] = time.monotonic
+        # A completed future that `async with` hands back without a coroutine (any
+        # loop may await it).
         self._ready: Awaitable[None] | None = None
 
     def __repr__(self) -> str:
@@ -116,7 +113,6 @@ class RateLimiter(GrantQueue[int, None]):
             now = self._clock()
             if not self._waiters and window.ready_at(now, weight) <= now:
                 window.grant(now, weight, now)
-                self._granted += weight
                 return
         await self._wait(loop, now, weight)
 
@@ -129,19 +125,25 @@ class RateLimiter(GrantQueue[int, None]):
         window = self._window
         with self._lock:
             now = self._clock()
-            # `acquire(1)` inlined for the common case: on schedule, room in the window.
-            if (
-                not self._waiters
-                and window.schedule - window.tolerance <= now
-                and window.logged < window.capacity
-            ):
-                window.grant(now, 1, now)
-                self._granted += 1
-                return self._ready  # type: ignore[return-value]
-            if not self._waiters and window.ready_at(now, 1) <= now:
-                window.grant(now, 1, now)
-                self._granted += 1
-                return self._ready  # type: ignore[return-value]
+            if not self._waiters:
+                # `acquire(1)` inlined for the common case: on schedule, room in the
+                # window (a slowed-down adaptive rate recovers on the full check).
+                schedule = window.schedule
+                if schedule - window.tolerance <= now and window.logged < window.capacity:
+                    if now < window.bucket_end:
+                        # `Window.grant` inlined for a grant that joins the last entry.
+                        window.schedule = (schedule if schedule > now else now) + window.interval
+                        window.logged += 1
+                        window.granted += 1
+                        entry = window.log[-1]
+                        entry[0] = now
+                        entry[1] += 1
+                    else:
+                        window.grant(now, 1, now)
+                    return self._ready  # type: ignore[return-value]
+                if window.ready_at(now, 1) <= now:
+                    window.grant(now, 1, now)
+                    return self._ready  # type: ignore[return-value]
         return self._wait(loop, now, 1)
 
     def __aexit__(  # type: ignore[override]
@@ -159,33 +161,27 @@ class RateLimiter(GrantQueue[int, None]):
         units granted in total, seconds spent waiting in total, pauses so far and
         the seconds the current pause has left.
         """
-        try:
-            now = asyncio.get_running_loop().time()
-        except RuntimeError:
-            now = self._clock()
+        now = self._now()
         with self._lock:
             self._window.expire(now)
             return LimiterStatistics(
                 in_use=round(self._window.logged),
                 waiting=len(self._waiters),
-                granted=self._granted,
+                granted=round(self._window.granted),
                 total_wait=self._total_wait,
                 pauses=self._pauses,
                 paused_for=self._paused_for(now),
             )
 
     def _use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Take time from ``loop`` (the running loop) from now on."""
-        self._clock = loop_clock(loop)
         if self._ready is None:
             ready = loop.create_future()
             ready.set_result(None)
             self._ready = ready
-        self._loop = loop
+        super()._use_loop(loop)
 
     def _ready_at(self, now: float, cost: int) -> float:
         return self._window.ready_at(now, cost)
 
     def _record(self, now: float, cost: int, due: float) -> None:
-        self._granted += cost
         self._window.grant(now, cost, due)

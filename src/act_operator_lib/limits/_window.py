@@ -41,12 +41,13 @@ class Window:
 
     __slots__ = (
         "adaptive",
-        "bucket_start",
+        "bucket_end",
         "bucket_width",
         "burst",
         "capacity",
         "configured_rate",
         "decreased_at",
+        "granted",
         "interval",
         "log",
         "logged",
@@ -74,7 +75,9 @@ class Window:
         self.paused_until = -math.inf
         self.log: deque[Entry] = deque()
         self.logged = 0.0
-        self.bucket_start = -math.inf
+        self.granted = 0.0
+        # Until when grants join the last log entry (the end of its bucket).
+        self.bucket_end = -math.inf
         self.bucket_width = per / _ENTRIES_PER_WINDOW
         self.rate = rate
         self.interval = per / rate
@@ -89,8 +92,10 @@ class Window:
         if self.share < 1.0:
             self._recover(now)
         ready = self.schedule - self.tolerance
-        keep = max(self.capacity - units, 0)
+        keep = self.capacity - units
         if self.logged > keep:
+            if keep < 0:
+                keep = 0
             # The oldest grants must leave the window until at most `keep` units remain.
             remaining = self.logged
             leaves = -math.inf
@@ -107,19 +112,21 @@ class Window:
         """Record a grant of ``units`` at ``now`` to a caller that was due at ``due``."""
         # A caller resuming less than one interval late keeps the schedule (no
         # drift); a later one restarts it from now.
-        start = due if now - due < self.interval else now
+        interval = self.interval
+        start = due if now - due < interval else now
         schedule = self.schedule
-        self.schedule = (schedule if schedule > start else start) + units * self.interval
+        self.schedule = (schedule if schedule > start else start) + units * interval
+        self.logged += units
+        self.granted += units
         log = self.log
-        if log and now < self.bucket_start + self.bucket_width:
+        if now < self.bucket_end:
             entry = log[-1]
             entry[0] = now
             entry[1] += units
-        else:
-            entry = [now, units, 1.0]
-            log.append(entry)
-            self.bucket_start = now
-        self.logged += units
+            return entry
+        entry = [now, units, 1.0]
+        log.append(entry)
+        self.bucket_end = now + self.bucket_width
         if log[0][0] + self.per <= now:
             self.expire(now)
         return entry
@@ -141,6 +148,7 @@ class Window:
         if entry[2]:
             self.logged += difference
         entry[1] += difference
+        self.granted += difference
         self.schedule += difference * self.interval
 
     def pause(self, until: float) -> None:
