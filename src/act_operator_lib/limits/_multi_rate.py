@@ -241,9 +241,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         with self._lock:
             rates = {}
             for name, window in zip(self._names, self._windows, strict=True):
-                window.expire(now)
-                if window.share < 1.0:
-                    window.ready_at(now, 0)
+                window.refresh(now)
                 rates[name] = RateStatistics(
                     round(window.logged), round(window.granted), window.rate
                 )

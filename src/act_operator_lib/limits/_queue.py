@@ -104,7 +104,8 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
 
         A later pause extends a running one, never shortens it; callers already
         waiting keep their places; after the pause grants resume evenly spaced
-        (no burst). In adaptive mode a pause also halves the rate it grants at.
+        (no burst). In adaptive mode a pause also halves the rate it grants at
+        (once per episode: not again while paused or within a window of the last).
 
         Raises:
             TypeError: ``seconds`` is not a number.
@@ -115,9 +116,9 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         with self._lock:
             self._pauses += 1
             for window in self._windows:
-                window.pause(now + seconds)
                 if window.adaptive:
                     window.decrease(now)
+                window.pause(now + seconds)
 
     def _paused_for(self, now: float) -> float:
         until = max(window.paused_until for window in self._windows)

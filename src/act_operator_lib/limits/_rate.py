@@ -163,7 +163,7 @@ class RateLimiter(GrantQueue[int, None]):
         """
         now = self._now()
         with self._lock:
-            self._window.expire(now)
+            self._window.refresh(now)
             return LimiterStatistics(
                 in_use=round(self._window.logged),
                 waiting=len(self._waiters),
@@ -171,6 +171,7 @@ class RateLimiter(GrantQueue[int, None]):
                 total_wait=self._total_wait,
                 pauses=self._pauses,
                 paused_for=self._paused_for(now),
+                rate=self._window.rate,
             )
 
     def _use_loop(self, loop: asyncio.AbstractEventLoop) -> None:

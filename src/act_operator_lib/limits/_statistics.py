@@ -29,3 +29,6 @@ class LimiterStatistics:
     """Calls of ``pause()`` so far (rate limiters)."""
     paused_for: float = 0.0
     """Seconds the current pause has left; 0.0 when not paused (rate limiters)."""
+    rate: float | None = None
+    """Units per window the limiter grants at now (rate limiters): the configured
+    rate, or less while adaptive mode has slowed it down."""

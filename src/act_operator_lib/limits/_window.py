@@ -22,8 +22,12 @@ _ENTRIES_PER_WINDOW = 10_000
 """Grants closer than ``per / _ENTRIES_PER_WINDOW`` share one log entry."""
 _MINIMUM_SHARE = 1 / 64
 """Adaptive mode never slows a rate below this share of the configured one."""
-_RECOVERY_PER_WINDOW = 1 / 10
+_RECOVERY_PER_WINDOW = 1 / 20
 """Adaptive mode gives back this share of the configured rate per quiet window."""
+_DECREASE = 0.85
+"""Adaptive mode slows down to this share of what the server refused."""
+_MOST_DECREASE = 0.5
+"""Adaptive mode never slows down to less than this share of the rate at once."""
 
 
 class Window:
@@ -142,6 +146,12 @@ class Window:
         if not log:
             self.logged = 0.0
 
+    def refresh(self, now: float) -> None:
+        """Bring the window up to ``now`` for a snapshot: expire grants, recover the rate."""
+        self.expire(now)
+        if self.share < 1.0:
+            self._recover(now)
+
     def settle(self, entry: Entry, difference: float) -> None:
         """Add ``difference`` units to a past grant (negative: a refund): the schedule
         moves by as much, and the window counts the grant at its new size."""
@@ -158,14 +168,26 @@ class Window:
         self.schedule = max(self.schedule, until + self.tolerance)
 
     def decrease(self, now: float) -> None:
-        """Adaptive mode: halve the rate (a server refused what this window allowed)."""
+        """Adaptive mode: slow down to what the server just refused, once per episode.
+
+        The server refused with the units of the last window granted, so it allows
+        fewer: the rate drops to 85% of those, by at least 15% and at most a
+        half. Callers already in flight when the server started refusing report it
+        too, so a pause while paused, or within one window of the last decrease,
+        does not decrease again.
+        """
+        if now < self.paused_until or now < self.decreased_at + self.per:
+            return
         self._recover(now)
-        self.share_at_decrease = max(self.share / 2, _MINIMUM_SHARE)
+        self.expire(now)
+        allowed = _DECREASE * self.logged / self.rate
+        share = self.share * min(max(allowed, _MOST_DECREASE), _DECREASE)
+        self.share_at_decrease = max(share, _MINIMUM_SHARE)
         self.decreased_at = now
         self._set_share(self.share_at_decrease)
 
     def _recover(self, now: float) -> None:
-        """Adaptive mode: add back a tenth of the configured rate per quiet window."""
+        """Adaptive mode: add back a 20th of the configured rate per quiet window."""
         windows = (now - max(self.decreased_at, self.paused_until)) / self.per
         if windows > 0:
             share = min(1.0, self.share_at_decrease + _RECOVERY_PER_WINDOW * windows)
@@ -173,9 +195,10 @@ class Window:
                 self._set_share(share)
 
     def _set_share(self, share: float) -> None:
+        """Grant at ``share`` of the configured rate (and burst) from now on."""
         self.share = share
         self.rate = self.configured_rate * share
         self.interval = self.per / self.rate
-        self.capacity = max(math.ceil(self.rate), 1) + (0 if self.sliding else self.burst - 1)
-        # Keep the schedule's position: a slower rate starts after the pause.
-        self.tolerance = (self.burst - 1) * self.interval * share
+        burst = max(1, round(self.burst * share))
+        self.tolerance = (burst - 1) * self.interval
+        self.capacity = max(math.ceil(self.rate), 1) + (0 if self.sliding else burst - 1)
