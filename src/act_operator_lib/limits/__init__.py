@@ -39,3 +39,11 @@ __all__ = [
     "SupportsPause",
     "SupportsRelease",
 ]
+
+# Public classes report their public home (as httpx does), so reprs, docs and
+# pickles name `act_operator_lib.limits`, never a private module.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type):
+        _value.__module__ = __name__
+del _name, _value
