@@ -290,8 +290,8 @@ async def test_a_bad_settlement_is_rejected_and_the_reservation_stays_open(
     [
         (lambda: MultiRateLimiter(), TypeError, r"must be given at least one rate"),
         (lambda: MultiRateLimiter(requests=500), TypeError, r"requests=\.\.\.\) must be a Rate"),
-        (lambda: Rate(0), ValueError, r"limit must be a finite number above 0"),
-        (lambda: Rate(10, per=math.nan), ValueError, r"per must be a finite number above 0"),
+        (lambda: Rate(0), ValueError, r"Rate\(limit=0\) must be a finite number above 0"),
+        (lambda: Rate(10, per=math.nan), ValueError, r"Rate\(per=nan\) must be a finite number"),
         (lambda: Rate(10, default_cost=-1), ValueError, r"default_cost=-1\) must be at least 0"),
         (lambda: Rate(10, default_cost=11), ValueError, r"default_cost=11\) must be at most"),
     ],

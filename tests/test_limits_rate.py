@@ -234,16 +234,16 @@ async def test_decorated_calls_are_rate_limited() -> None:
 @pytest.mark.parametrize(
     ("arguments", "error", "message"),
     [
-        ({"rate": 0}, ValueError, "rate must be a finite number above 0"),
-        ({"rate": -5}, ValueError, "rate must be a finite number above 0"),
-        ({"rate": math.inf}, ValueError, "rate must be a finite number above 0"),
-        ({"rate": math.nan}, ValueError, "rate must be a finite number above 0"),
-        ({"rate": "200"}, TypeError, "rate must be a number"),
-        ({"rate": True}, TypeError, "rate must be a number"),
-        ({"rate": 10, "per": 0}, ValueError, "per must be a finite number above 0"),
-        ({"rate": 10, "per": None}, TypeError, "per must be a number"),
-        ({"rate": 10, "burst": 0}, ValueError, "burst must be at least 1"),
-        ({"rate": 10, "burst": 1.5}, TypeError, "burst must be an int"),
+        ({"rate": 0}, ValueError, r"RateLimiter\(rate=0\) must be a finite number above 0, got 0"),
+        ({"rate": -5}, ValueError, r"RateLimiter\(rate=-5\) must be a finite number above 0"),
+        ({"rate": math.inf}, ValueError, r"RateLimiter\(rate=inf\) must be a finite number"),
+        ({"rate": math.nan}, ValueError, r"RateLimiter\(rate=nan\) must be a finite number"),
+        ({"rate": "200"}, TypeError, r"RateLimiter\(rate='200'\) must be a number .*, got str"),
+        ({"rate": True}, TypeError, r"RateLimiter\(rate=True\) must be a number .*, got bool"),
+        ({"rate": 10, "per": 0}, ValueError, r"RateLimiter\(per=0\) must be a finite number"),
+        ({"rate": 10, "per": None}, TypeError, r"RateLimiter\(per=None\) must be a number"),
+        ({"rate": 10, "burst": 0}, ValueError, r"RateLimiter\(burst=0\) must be at least 1, got 0"),
+        ({"rate": 10, "burst": 1.5}, TypeError, r"RateLimiter\(burst=1\.5\) must be an int"),
     ],
 )
 def test_bad_arguments_are_rejected_naming_the_argument(
@@ -256,10 +256,10 @@ def test_bad_arguments_are_rejected_naming_the_argument(
 @pytest.mark.parametrize(
     ("weight", "error", "message"),
     [
-        (0, ValueError, r"weight must be from 1 to 14, got 0"),
-        (15, ValueError, r"weight must be from 1 to 14, got 15"),
-        (2.0, TypeError, "weight must be an int"),
-        (True, TypeError, "weight must be an int"),
+        (0, ValueError, r"RateLimiter\.acquire\(weight=0\) must be from 1 to 14, got 0"),
+        (15, ValueError, r"RateLimiter\.acquire\(weight=15\) must be from 1 to 14, got 15"),
+        (2.0, TypeError, r"RateLimiter\.acquire\(weight=2\.0\) must be an int, got float"),
+        (True, TypeError, r"RateLimiter\.acquire\(weight=True\) must be an int, got bool"),
     ],
 )
 async def test_bad_weights_are_rejected_with_the_valid_range(

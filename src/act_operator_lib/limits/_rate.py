@@ -104,7 +104,7 @@ class RateLimiter(GrantQueue[int, None]):
             ValueError: ``weight`` is below 1 or above `max_weight`.
         """
         if type(weight) is not int or not 1 <= weight <= self._max_weight:
-            positive_integer(repr(self), "weight", weight, self._max_weight)
+            positive_integer("RateLimiter.acquire", "weight", weight, self._max_weight)
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._use_loop(loop)
