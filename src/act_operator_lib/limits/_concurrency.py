@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Awaitable
 from types import TracebackType
 
 from act_operator_lib.limits._arguments import positive_integer
@@ -55,7 +56,7 @@ class ConcurrencyLimiter(_LimiterBase):
     server's cooldown belongs to the rate limiter in front of it.
     """
 
-    __slots__ = ("_granted", "_in_use", "_limit", "_lock", "_total_wait", "_waiters")
+    __slots__ = ("_done", "_granted", "_in_use", "_limit", "_lock", "_total_wait", "_waiters")
 
     def __init__(self, limit: int) -> None:
         """Configure the limiter.
@@ -71,6 +72,7 @@ class ConcurrencyLimiter(_LimiterBase):
         self._in_use = 0
         self._waiters: deque[_Waiter] = deque()
         self._lock = threading.Lock()
+        self._done: asyncio.Future[None] | None = None
         self._granted = 0
         self._total_wait = 0.0
 
@@ -99,21 +101,30 @@ class ConcurrencyLimiter(_LimiterBase):
         """
         self._release()
 
-    async def __aenter__(self) -> None:
+    # `async with` awaits whatever __aenter__/__aexit__ return: an uncontended call
+    # returns a completed future (any loop may await it), cheaper than a coroutine.
+    def __aenter__(self) -> Awaitable[None]:  # type: ignore[override]
         with self._lock:
             if self._in_use < self._limit and not self._waiters:
                 self._in_use += 1
                 self._granted += 1
-                return
-        await self._wait()
+                return self._done or self._make_done()
+        return self._wait()
 
-    async def __aexit__(
+    def __aexit__(  # type: ignore[override]
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:
+    ) -> Awaitable[None]:
         self._release()
+        return self._done or self._make_done()
+
+    def _make_done(self) -> Awaitable[None]:
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        self._done = done
+        return done
 
     def statistics(self) -> LimiterStatistics:
         """A snapshot: permits held, callers waiting, permits granted in total, and
