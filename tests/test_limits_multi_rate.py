@@ -269,9 +269,13 @@ async def test_a_bad_cost_is_rejected_naming_the_rate(
 @pytest.mark.parametrize(
     ("actual", "error", "message"),
     [
-        ({"tokens": -5}, ValueError, r"MultiRateLimiter\.settle\(tokens=-5\) must be at least 0"),
-        ({"tokens": "5"}, TypeError, r"settle\(tokens='5'\) must be an int, got str"),
-        ({"calls": 1}, TypeError, r"settle\(calls=\.\.\.\) must name one of the rates"),
+        ({"tokens": -5}, ValueError, r"Reservation\.settle\(tokens=-5\) must be at least 0"),
+        ({"tokens": "5"}, TypeError, r"Reservation\.settle\(tokens='5'\) must be an int, got str"),
+        (
+            {"calls": 1},
+            TypeError,
+            r"Reservation\.settle\(calls=\.\.\.\) must name one of the rates",
+        ),
     ],
 )
 async def test_a_bad_settlement_is_rejected_and_the_reservation_stays_open(

@@ -365,11 +365,15 @@ async def test_a_pause_of_zero_seconds_delays_nobody() -> None:
 @pytest.mark.parametrize(
     ("seconds", "error", "message"),
     [
-        (-1, ValueError, r"RateLimiter\(seconds=-1\) must be a finite number >= 0, got -1"),
-        (math.nan, ValueError, r"RateLimiter\(seconds=nan\) must be a finite number >= 0"),
-        (math.inf, ValueError, r"RateLimiter\(seconds=inf\) must be a finite number >= 0"),
-        (True, TypeError, r"RateLimiter\(seconds=True\) must be a number \(int or float\)"),
-        ("2", TypeError, r"RateLimiter\(seconds='2'\) must be a number \(int or float\), got str"),
+        (-1, ValueError, r"RateLimiter\.pause\(seconds=-1\) must be a finite number >= 0, got -1"),
+        (math.nan, ValueError, r"RateLimiter\.pause\(seconds=nan\) must be a finite number >= 0"),
+        (math.inf, ValueError, r"RateLimiter\.pause\(seconds=inf\) must be a finite number >= 0"),
+        (True, TypeError, r"RateLimiter\.pause\(seconds=True\) must be a number \(int or float\)"),
+        (
+            "2",
+            TypeError,
+            r"RateLimiter\.pause\(seconds='2'\) must be a number \(int or float\), got str",
+        ),
     ],
 )
 async def test_a_bad_pause_is_rejected_naming_the_argument(

@@ -233,7 +233,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
             TypeError: an unknown rate name, or a cost that is not an int.
             ValueError: a cost below 0 or above the rate's `Rate.max_cost`.
         """
-        return Reservation(self, self._costs("reserve", costs, self._default_cost))
+        return Reservation(self, self._costs("MultiRateLimiter.reserve", costs, self._default_cost))
 
     def statistics(self) -> MultiRateStatistics:
         """A snapshot: waiters, grants, waiting time, pauses, and each rate's window."""
@@ -265,7 +265,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         return await self._wait(loop, now, cost)
 
     def _costs(
-        self, method: str, given: Mapping[str, object], base: tuple[int, ...]
+        self, owner: str, given: Mapping[str, object], base: tuple[int, ...]
     ) -> tuple[int, ...]:
         """Validate ``given`` costs by name; the rates left out keep ``base``."""
         costs = list(base)
@@ -274,16 +274,16 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
                 index = self._names.index(name)
             except ValueError:
                 raise TypeError(
-                    f"MultiRateLimiter.{method}({name}=...) must name one of the rates "
+                    f"{owner}({name}=...) must name one of the rates "
                     f"({', '.join(self._names)}), got {name!r}"
                 ) from None
             if type(value) is int and 0 <= value <= self._max_costs[index]:
                 costs[index] = value
                 continue
-            costs[index] = non_negative_integer(f"MultiRateLimiter.{method}", name, value)
+            costs[index] = non_negative_integer(owner, name, value)
             # Past the largest grant: never grantable up front, but a settled cost
             # is what was spent and is charged whatever its size.
-            if method == "reserve":
+            if owner == "MultiRateLimiter.reserve":
                 raise ValueError(
                     f"MultiRateLimiter.reserve({name}={value!r}) must be at most the "
                     f"rate's max_cost {self._max_costs[index]}, got {value!r}"
@@ -394,7 +394,7 @@ class Reservation:
                 f"{self!r} {state}: a reservation is settled once, after its grant and "
                 "before its async with block ends"
             )
-        cost = self._limiter._costs("settle", actual, self._cost)
+        cost = self._limiter._costs("Reservation.settle", actual, self._cost)
         self._closed = True
         await self._limiter._settle(self._entries, self._cost, cost)
         self._cost = cost

@@ -111,7 +111,7 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
             TypeError: ``seconds`` is not a number.
             ValueError: ``seconds`` is negative, infinite or NaN.
         """
-        seconds = non_negative_number(self._owner, "seconds", seconds)
+        seconds = non_negative_number(f"{self._owner}.pause", "seconds", seconds)
         now = asyncio.get_running_loop().time()
         with self._lock:
             self._pauses += 1
