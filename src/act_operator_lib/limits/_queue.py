@@ -147,6 +147,8 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
                 # Woken early (asyncio fires timers up to its clock resolution early,
                 # a pause pushed the time back): wait again, at least a tick, so a
                 # fake clock moves on.
+                if waiter.timer is not None:
+                    waiter.timer.cancel()
                 waiter.future = loop.create_future()
                 waiter.timer = loop.call_at(max(ready, now + _TICK), waiter.wake)
                 await waiter.future
