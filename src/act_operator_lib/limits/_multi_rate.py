@@ -132,7 +132,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
     ``async with``, ``pause()``; ``adaptive=True`` as for `RateLimiter`.
     """
 
-    __slots__ = ("_default_cost", "_default_pairs", "_max_costs", "_names", "_rates")
+    __slots__ = ("_default_cost", "_default_pairs", "_granted", "_max_costs", "_names", "_rates")
 
     _owner = "MultiRateLimiter"
 
@@ -165,6 +165,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
             ]
         )
         self._rates = dict(rates)
+        self._granted = 0
         self._names = tuple(rates)
         self._default_cost = tuple(rate.default_cost for rate in rates.values())
         # Each window with its default cost: `acquire` loops over these, no zip.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -52,7 +53,6 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
 
     __slots__ = (
         "_clock",
-        "_granted",
         "_lock",
         "_loop",
         "_pauses",
@@ -67,7 +67,6 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         self._windows = tuple(windows)
         self._waiters: deque[Waiter[C]] = deque()
         self._lock = threading.Lock()
-        self._granted = 0
         self._total_wait = 0.0
         self._pauses = 0
         # The loop in use, as last seen, and its clock (see `loop_clock`).
@@ -86,11 +85,13 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         except RuntimeError:
             return self._clock()
 
+    @abstractmethod
     def _ready_at(self, now: float, cost: C) -> float:
-        raise NotImplementedError
+        """The earliest time ``cost`` may be granted."""
 
+    @abstractmethod
     def _record(self, now: float, cost: C, due: float) -> G:
-        raise NotImplementedError
+        """Take ``cost`` at ``now`` for a caller due at ``due``."""
 
     async def release(self) -> None:
         """Do nothing: a rate limiter's capacity comes back with time."""
