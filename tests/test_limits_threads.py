@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from act_operator_lib import ConcurrencyLimiter, RateLimiter
+from act_operator_lib.limits import MultiRateLimiter, Rate
 
 DEADLINE = 10.0
 """Seconds a woken waiter may take; far above the real wait, so only a lost wake-up hits it."""
@@ -145,3 +146,31 @@ def test_a_rate_limiter_serves_waiters_of_loops_in_threads_within_its_window() -
     assert len(in_window) == 200
     assert max(in_window) <= 20
     assert limiter.statistics().granted == 200
+
+
+def test_a_refund_on_one_loop_wakes_a_multi_rate_waiter_on_another() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(100, per=60, burst=100))
+    reserved = threading.Event()
+    waiting = threading.Event()
+    order: list[str] = []
+
+    async def refunder() -> None:
+        reservation = await limiter.reserve(tokens=100)
+        reserved.set()
+        await wait_for_event(waiting)
+        order.append("refunded")
+        await reservation.settle(tokens=10)
+
+    async def waiter() -> None:
+        await wait_for_event(reserved)
+        reserving = asyncio.create_task(limiter.reserve(tokens=50).__aenter__())
+        await asyncio.sleep(0)
+        waiting.set()
+        # Without the refund this waits a minute for the window to empty.
+        async with asyncio.timeout(DEADLINE):
+            await reserving
+        order.append("granted")
+
+    assert run_in_threads(refunder, waiter) == []
+    assert order == ["refunded", "granted"]
+    assert limiter.statistics().rates["tokens"].in_window == 60
