@@ -126,8 +126,9 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
     first come, first served (a large cost is not overtaken by small ones); a
     caller cancelled while waiting takes nothing. A `Reservation` may be settled
     once with the actual cost: a refund lets the next callers go sooner, an extra
-    charge holds them back. Each rate has the guarantee of a `RateLimiter`.
-    Memory follows grants, not units (one log entry per grant and rate, at most
+    charge holds them back. No window of a rate ever holds more than its `Rate.limit`
+    units (as granted; an extra charge settled later counts from then on). Memory
+    follows grants, not units (one log entry per grant and rate, at most
     about 10,000 per rate). Usable wherever a rate limiter is: ``acquire()``,
     ``async with``, ``pause()``; ``adaptive=True`` as for `RateLimiter`.
     """
@@ -142,7 +143,8 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         Args:
             adaptive: Learn lower rates from pauses (a server's 429s) and recover
                 towards the configured ones when they stop (default False).
-            **rates: At least one `Rate`, each by the name its cost is given by.
+            **rates: At least one `Rate`, each by the name its cost is given by
+                (any name but ``adaptive``).
 
         Raises:
             TypeError: no rate, or a rate that is not a `Rate`.
