@@ -126,8 +126,9 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
     first come, first served (a large cost is not overtaken by small ones); a
     caller cancelled while waiting takes nothing. A `Reservation` may be settled
     once with the actual cost: a refund lets the next callers go sooner, an extra
-    charge holds them back. No window of a rate ever holds more than its `Rate.limit`
-    units (as granted; an extra charge settled later counts from then on). Memory
+    charge holds them back. No window of a rate is granted more than its `Rate.limit`
+    units (an extra charge settled later is counted at its grant's time, and later
+    callers wait until the window is back within the limit). Memory
     follows grants, not units (one log entry per grant and rate, at most
     about 10,000 per rate). Usable wherever a rate limiter is: ``acquire()``,
     ``async with``, ``pause()``; ``adaptive=True`` as for `RateLimiter`.
