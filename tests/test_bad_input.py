@@ -56,6 +56,7 @@ from act_operator_lib import (
 from act_operator_lib.bridge import set_thread_limit
 from act_operator_lib.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend
 from act_operator_lib.diagnostics import BlockDetector
+from act_operator_lib.limits import MultiRateLimiter, Rate
 from act_operator_lib.observability import set_tracer_provider
 from act_operator_lib.resources import (
     BoundResource,
@@ -192,6 +193,18 @@ async def call_with_pending(make: Callable[[Any], Any]) -> Any:
         pending.close()
 
 
+async def settle_twice() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(100))
+    reservation = await limiter.reserve(tokens=10)
+    await reservation.settle(tokens=5)
+    await reservation.settle(tokens=5)
+
+
+async def settle_negative() -> None:
+    reservation = await MultiRateLimiter(tokens=Rate(100)).reserve(tokens=10)
+    await reservation.settle(tokens=-5)
+
+
 async def run_node_sync_inside_a_loop() -> Any:
     return run_node_sync(Echo(), {"text": "hi"})
 
@@ -253,6 +266,86 @@ ROWS = [
         lambda: ConcurrencyLimiter(2.5),
         TypeError,
         ("limit", "must be an int"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter.acquire",
+        "RateLimiter(5).acquire(weight=0)",
+        lambda: RateLimiter(5).acquire(weight=0),
+        ValueError,
+        ("RateLimiter.acquire(weight=0)", "from 1 to 5"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter.pause",
+        "RateLimiter(5).pause(-1)",
+        lambda: RateLimiter(5).pause(-1),
+        ValueError,
+        ("RateLimiter.pause(seconds=-1)", "finite number >= 0"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter.pause",
+        "RateLimiter(5).pause(True)",
+        lambda: RateLimiter(5).pause(True),
+        TypeError,
+        ("RateLimiter.pause(seconds=True)", "must be a number"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter",
+        "MultiRateLimiter()",
+        lambda: MultiRateLimiter(),
+        TypeError,
+        ("MultiRateLimiter(**rates)", "at least one rate"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter",
+        "MultiRateLimiter(requests=500)",
+        lambda: MultiRateLimiter(requests=500),
+        TypeError,
+        ("MultiRateLimiter(requests=...)", "must be a Rate"),
+    ),
+    Row(
+        "limits",
+        "Rate",
+        "Rate(0)",
+        lambda: Rate(0),
+        ValueError,
+        ("Rate(limit=0)", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.reserve",
+        "limiter.reserve(tokens=-1)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).reserve(tokens=-1),
+        ValueError,
+        ("MultiRateLimiter.reserve(tokens=-1)", "at least 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.reserve",
+        "limiter.reserve(images=1)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).reserve(images=1),
+        TypeError,
+        ("reserve(images=...)", "must name one of the rates"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(tokens=-5)",
+        settle_negative,
+        ValueError,
+        ("Reservation.settle(tokens=-5)", "at least 0"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(...) twice",
+        settle_twice,
+        RuntimeError,
+        ("is closed", "settled once"),
     ),
     Row(
         "limits",
