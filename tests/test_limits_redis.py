@@ -240,6 +240,17 @@ async def test_a_cancellation_arriving_during_a_redis_command_is_never_lost(
         await limiter.aclose()
 
 
+async def test_in_use_counts_the_units_granted_not_the_calls(redis_url: str, key: str) -> None:
+    limiter = RedisRateLimiter(redis_url, key, 10, per=3600, burst=10)
+    try:
+        await limiter.acquire(weight=5)
+        await limiter.acquire(weight=2)
+        assert limiter.statistics().in_use == 7
+        assert limiter.statistics().granted == 7
+    finally:
+        await limiter.aclose()
+
+
 async def test_a_weight_above_max_weight_is_refused(redis_url: str) -> None:
     limiter = RedisRateLimiter(redis_url, "k", 10, burst=2)
     try:

@@ -7,13 +7,13 @@ import math
 from typing import TYPE_CHECKING, Final, Literal
 
 from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailableError
-from act_operator_lib._redis_client import RedisHandle, check_key
+from act_operator_lib._redis_client import RedisHandle, check_key, hash_tagged
 from act_operator_lib.limits._arguments import positive_number
 from act_operator_lib.limits._base import Limiter
 from act_operator_lib.limits._redis_scripts import KIND_ERROR
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from act_operator_lib._redis_client import Client
 
 __all__ = ["OnUnavailable", "RedisLimiterBase", "logger"]
 
@@ -56,6 +56,7 @@ class RedisLimiterBase(Limiter):
         "_handle",
         "_key",
         "_on_unavailable",
+        "_redis_key",
         "_retry_redis_at",
         "_total_wait",
         "_waiting",
@@ -65,7 +66,7 @@ class RedisLimiterBase(Limiter):
 
     def __init__(
         self,
-        redis: str | Redis,
+        redis: str | Client,
         key: str,
         *,
         owner: str,
@@ -77,6 +78,9 @@ class RedisLimiterBase(Limiter):
         self._on_unavailable = _check_on_unavailable(owner, on_unavailable)
         timeout = positive_number(owner, "timeout", timeout)
         self._handle = RedisHandle(redis, owner=owner, timeout=timeout, read_slack=read_slack)
+        # On a cluster every key of one limiter must hash to one slot, so one script
+        # can use them all: the user's key gets a hash tag unless it has one.
+        self._redis_key = hash_tagged(self._key) if self._handle.cluster else self._key
         self._fallback: Limiter | None = None
         self._retry_redis_at = -math.inf
         self._granted = 0
@@ -85,7 +89,8 @@ class RedisLimiterBase(Limiter):
 
     @property
     def key(self) -> str:
-        """The Redis key every process sharing this limit uses."""
+        """The key every process sharing this limit uses (on a Redis Cluster the
+        Redis keys are ``{key}``, ``{key}:...`` unless ``key`` has a hash tag)."""
         return self._key
 
     async def aclose(self) -> None:

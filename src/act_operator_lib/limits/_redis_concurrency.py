@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from typing import TYPE_CHECKING, Final
+import weakref
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Final
 
 from act_operator_lib._errors import LimiterUnavailableError
+from act_operator_lib._redis_client import Script
 from act_operator_lib.limits._arguments import positive_integer, positive_number
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
 from act_operator_lib.limits._redis_base import OnUnavailable, RedisLimiterBase, logger
@@ -15,8 +18,7 @@ from act_operator_lib.limits._redis_scripts import ACQUIRE_SCRIPT, RELEASE_SCRIP
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-    from redis.commands.core import AsyncScript
+    from act_operator_lib._redis_client import Client, Session
 
 __all__ = ["RedisConcurrencyLimiter"]
 
@@ -80,7 +82,7 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
 
     def __init__(
         self,
-        redis: str | Redis,
+        redis: str | Client,
         key: str,
         limit: int,
         lease: float = 30.0,
@@ -116,13 +118,17 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
             read_slack=_RECHECK_INTERVAL,
         )
         self._lease_us = math.ceil(self._lease * 1_000_000)
-        client = self._handle.client
-        self._acquire_script: AsyncScript = client.register_script(ACQUIRE_SCRIPT)
-        self._renew_script: AsyncScript = client.register_script(RENEW_SCRIPT)
-        self._release_script: AsyncScript = client.register_script(RELEASE_SCRIPT)
+        self._acquire_script = Script(ACQUIRE_SCRIPT)
+        self._renew_script = Script(RENEW_SCRIPT)
+        self._release_script = Script(RELEASE_SCRIPT)
         self._local = ConcurrencyLimiter(self._limit)
-        self._blocking = asyncio.Lock()
-        self._permits: list[str] = []
+        self._blocking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        # Each permit with the task that took it, in grant order: a release gives
+        # back its own task's permit, so one granted by the fallback during an
+        # outage never frees a lease another caller holds in Redis.
+        self._permits: list[tuple[asyncio.Task[Any] | None, str]] = []
         self._renewals: dict[str, asyncio.Task[None]] = {}
         self._releases: set[asyncio.Task[None]] = set()
 
@@ -138,7 +144,8 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
         return self._limit
 
     def _keys(self) -> list[str]:
-        return [self._key, f"{self._key}:holders", f"{self._key}:wake"]
+        key = self._redis_key
+        return [key, f"{key}:holders", f"{key}:wake"]
 
     async def acquire(self) -> None:
         """Wait for a permit and take it; pair with one `release`.
@@ -155,7 +162,7 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
         finally:
             self._waiting -= 1
             self._total_wait += loop.time() - started
-        self._permits.append(permit)
+        self._permits.append((asyncio.current_task(), permit))
         self._granted += 1
         if permit not in (_ALLOWED, _LOCAL):
             self._renewals[permit] = loop.create_task(self._renew(permit))
@@ -186,15 +193,19 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
                 outcome = await self._try_acquire(loop)
                 if isinstance(outcome, str):
                     return outcome
-                async with self._blocking:
+                blocking = self._blocking.get(loop)
+                if blocking is None:
+                    blocking = self._blocking[loop] = asyncio.Lock()
+                async with blocking:
                     while self._use_redis(loop.time()):
                         # Asked again first: the lease may have come free while this
                         # caller queued behind another waiter.
                         outcome = await self._try_acquire(loop)
                         if isinstance(outcome, str):
                             return outcome
+                        wake = f"{self._redis_key}:wake"
                         await self._handle.call(
-                            self._handle.client.blpop([f"{self._key}:wake"], timeout=outcome),
+                            lambda session: session.client.blpop([wake], timeout=outcome),  # noqa: B023
                             self._key,
                             extra_time=outcome,
                         )
@@ -209,18 +220,24 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
         # its give-back could reach the server before the script and the permit
         # would be taken after it was "released" (held by nobody until its lease
         # ran out). The give-back waits for the script to finish instead.
-        script = loop.create_task(
-            self._acquire_script(
-                keys=self._keys(),
-                args=[self._kind, holder, self._limit, self._lease_us],
+        started: list[asyncio.Task[Any]] = []
+
+        def start(session: Session) -> Awaitable[Any]:
+            script = loop.create_task(
+                self._acquire_script.run(
+                    session, self._keys(), [self._kind, holder, self._limit, self._lease_us]
+                )
             )
-        )
+            started.append(script)
+            return asyncio.shield(script)
+
         try:
-            granted, wait_us = await self._handle.call(asyncio.shield(script), self._key)
+            granted, wait_us = await self._handle.call(start, self._key)
         except BaseException as error:
             # The script may have run before the cancellation or failure reached
             # us: give the id back, shielded, so no permit waits for its lease.
-            self._give_back(holder, after=script)
+            if started:
+                self._give_back(holder, after=started[0])
             if isinstance(error, Exception) and not isinstance(error, LimiterUnavailableError):
                 self._raise_conflict(error)
             raise
@@ -234,8 +251,8 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
             await asyncio.sleep(self._lease / 3)
             try:
                 held = await self._handle.call(
-                    self._renew_script(
-                        keys=self._keys(), args=[self._kind, holder, self._lease_us]
+                    lambda session: self._renew_script.run(
+                        session, self._keys(), [self._kind, holder, self._lease_us]
                     ),
                     self._key,
                 )
@@ -273,14 +290,20 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
                 after.exception()  # seen here: the caller that started it is gone
         try:
             await self._handle.call(
-                self._release_script(keys=self._keys(), args=[self._kind, holder, self._limit]),
+                lambda session: self._release_script.run(
+                    session, self._keys(), [self._kind, holder, self._limit]
+                ),
                 self._key,
             )
         except LimiterUnavailableError as error:
             logger.warning("%s; the permit comes back when its lease runs out", error)
 
     async def release(self) -> None:
-        """Give a permit back, even if the caller is being cancelled.
+        """Give back the permit the calling task took (the latest one if it took
+        none), even if the caller is being cancelled.
+
+        A permit goes back where it was granted: a lease to Redis, a permit of
+        the ``"local"`` / ``"allow"`` fallback to the fallback.
 
         The server-side release runs in a shielded task: cancelling the caller
         does not stop it. If Redis is unavailable the permit is not renewed any
@@ -294,7 +317,7 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
                 f"{self!r} was released more times than it was acquired; "
                 "call release() once per successful acquire()"
             )
-        permit = self._permits.pop()
+        permit = self._pop_permit()
         if permit == _ALLOWED:
             return
         try:
@@ -305,6 +328,15 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
                 await asyncio.shield(self._give_back(permit))
         finally:
             await self._local.release()
+
+    def _pop_permit(self) -> str:
+        """Remove and return the calling task's latest permit, else the latest one."""
+        task = asyncio.current_task()
+        permits = self._permits
+        for index in range(len(permits) - 1, -1, -1):
+            if permits[index][0] is task:
+                return permits.pop(index)[1]
+        return permits.pop()[1]
 
     def statistics(self) -> LimiterStatistics:
         """This process's view: permits it holds, its waiting callers, its grants

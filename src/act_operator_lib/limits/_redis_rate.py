@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections import deque
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from act_operator_lib.limits._redis_scripts import RATE_SCRIPT
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from act_operator_lib._redis_client import Client
 
 __all__ = ["RedisRateLimiter"]
 
@@ -58,6 +59,7 @@ class RedisRateLimiter(RedisLimiterBase):
         "_capacity",
         "_grant_log",
         "_keys",
+        "_logged_units",
         "_per",
         "_rate",
         "_schedule",
@@ -68,7 +70,7 @@ class RedisRateLimiter(RedisLimiterBase):
 
     def __init__(
         self,
-        redis: str | Redis,
+        redis: str | Client,
         key: str,
         rate: float,
         per: float = 1.0,
@@ -80,8 +82,11 @@ class RedisRateLimiter(RedisLimiterBase):
         """Configure the limiter; nothing is sent to Redis until the first `acquire`.
 
         Args:
-            redis: A URL (``redis://host:port/db``) or a ``redis.asyncio.Redis`` client
-                (redis-py; a client passed in is not closed by `aclose`).
+            redis: A URL (``redis://host:port/db``, ``redis+cluster://host:port``,
+                ``redis+sentinel://host:port[,host:port...]/service``) or a redis-py
+                client: ``redis.asyncio.Redis`` (one server, or a Sentinel's
+                ``master_for(...)``) or ``redis.asyncio.cluster.RedisCluster``. A
+                client passed in is not closed by `aclose`.
             key: The Redis key every process sharing the limit uses.
             rate: Units granted per ``per`` seconds; a number above 0.
             per: The window, in seconds; a number above 0.
@@ -107,9 +112,12 @@ class RedisRateLimiter(RedisLimiterBase):
         self._capacity = math.ceil(self._rate) + self._burst - 1
         per_us = math.ceil(self._per * 1_000_000)
         self._schedule = f"{interval_us} {self._burst} {self._capacity} {per_us}".encode()
-        self._keys = [self._key, f"{self._key}:grants"]
-        self._script = ScriptConnection(self._handle, RATE_SCRIPT)
-        self._grant_log: deque[float] = deque()
+        self._keys = [self._redis_key, f"{self._redis_key}:grants"]
+        self._script = ScriptConnection(RATE_SCRIPT)
+        # This process's grants of the last `per` seconds, (time, units), and
+        # their sum: `statistics().in_use` counts units, as `RateLimiter` does.
+        self._grant_log: deque[tuple[float, int]] = deque()
+        self._logged_units = 0
 
     def __repr__(self) -> str:
         return (
@@ -152,15 +160,17 @@ class RedisRateLimiter(RedisLimiterBase):
         self._granted += weight
         now = loop.time()
         self._trim_grant_log(now)
-        self._grant_log.append(now)
+        self._grant_log.append((now, weight))
+        self._logged_units += weight
         return grant_time
 
     async def _take(self, loop: asyncio.AbstractEventLoop, weight: int) -> float | None:
         due_us = -1
         while self._use_redis(loop.time()):
+            arguments = [self._kind, self._schedule, weight, due_us]
             try:
                 reply = await self._handle.call(
-                    self._script.run(self._keys, [self._kind, self._schedule, weight, due_us]),
+                    functools.partial(self._script.run, keys=self._keys, args=arguments),
                     self._key,
                 )
             except LimiterUnavailableError as error:
@@ -183,15 +193,10 @@ class RedisRateLimiter(RedisLimiterBase):
     async def release(self) -> None:
         """Do nothing: a rate limiter's capacity comes back with time."""
 
-    async def aclose(self) -> None:
-        """Close the limiter's own connection, and the client if built from a URL."""
-        await self._script.aclose()
-        await super().aclose()
-
     def _trim_grant_log(self, now: float) -> None:
         log = self._grant_log
-        while log and log[0] <= now - self._per:
-            log.popleft()
+        while log and log[0][0] <= now - self._per:
+            self._logged_units -= log.popleft()[1]
 
     def statistics(self) -> LimiterStatistics:
         """This process's view: units it was granted in the last ``per`` seconds
@@ -200,7 +205,7 @@ class RedisRateLimiter(RedisLimiterBase):
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to trim by
             self._trim_grant_log(asyncio.get_running_loop().time())
         return LimiterStatistics(
-            in_use=len(self._grant_log),
+            in_use=self._logged_units,
             waiting=self._waiting,
             granted=self._granted,
             total_wait=self._total_wait,
