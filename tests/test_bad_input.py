@@ -283,6 +283,23 @@ ROWS = [
     ),
     Row(
         "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter('redis+sentinel://:secret@127.0.0.1:26379', 'k', 5)",
+        lambda: RedisRateLimiter("redis+sentinel://:secret@127.0.0.1:26379", "k", 5),
+        ValueError,
+        ("malformed Redis URL", "no service name"),
+        hides="secret",
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter('redis+sentinel://127.0.0.1/primary', 'k', 5)",
+        lambda: RedisRateLimiter("redis+sentinel://127.0.0.1/primary", "k", 5),
+        ValueError,
+        ("malformed Redis URL", "each Sentinel must be host:port"),
+    ),
+    Row(
+        "limits",
         "RedisConcurrencyLimiter",
         "RedisConcurrencyLimiter(url, 'k', 0)",
         lambda: RedisConcurrencyLimiter(REDIS, "k", 0),

@@ -149,7 +149,7 @@ class Session:
     Built by `RedisHandle` for each loop that calls it; closed when that loop ends.
     """
 
-    __slots__ = ("client", "closer", "connections", "extra", "owned")
+    __slots__ = ("client", "closer", "connections", "extra", "owned", "ready")
 
     def __init__(self, client: Client, *, owned: bool, extra: Sentinel | None = None) -> None:
         self.client = client
@@ -157,6 +157,7 @@ class Session:
         self.extra = extra
         self.connections: dict[str, _OwnConnection] = {}
         self.closer: AsyncGenerator[None, None] | None = None
+        self.ready: asyncio.Task[Any] | None = None
 
     async def aclose(self) -> None:
         connections, self.connections = self.connections, {}
@@ -269,6 +270,16 @@ class RedisHandle:
             self._sessions[loop] = session
             session.closer = self._close_when_loop_ends(weakref.ref(loop), session)
             await anext(session.closer)
+            if self.cluster:
+                # Learn the slot map before the first commands: redis-py's cluster
+                # client fails some of a burst of commands sent while it does so.
+                session.ready = loop.create_task(session.client.initialize())
+        if session.ready is not None:
+            try:
+                await asyncio.shield(session.ready)
+            finally:
+                if session.ready is not None and session.ready.done():
+                    session.ready = None  # failed: the next call tries again
         self._last = (loop, session)
         return session
 
@@ -306,10 +317,10 @@ class RedisHandle:
         cancelling = task.cancelling() if task is not None else 0
         loop = asyncio.get_running_loop()
         last_loop, session = self._last
-        if last_loop is not loop or session is None:
-            session = await self._enter(loop)
         try:
             async with asyncio.timeout(self.timeout + extra_time):
+                if last_loop is not loop or session is None:
+                    session = await self._enter(loop)
                 result = await operation(session)
         except self._unavailable as error:
             raise LimiterUnavailableError(self.address, key, self.timeout) from error
@@ -487,6 +498,11 @@ class ScriptConnection(Script):
         # next command: it is sent once more on a fresh one, like the pool's `Retry`.
         for attempt in (1, 2):
             try:
+                if not connection.is_connected:
+                    # Explicitly, as the pool does: a Sentinel-managed connection
+                    # finds the current primary in `connect`, which sending a
+                    # command on a closed connection would skip.
+                    await connection.connect()  # type: ignore[no-untyped-call]
                 try:
                     await connection.send_command("EVALSHA", self.sha, *arguments)
                     return await connection.read_response()
