@@ -284,6 +284,14 @@ ROWS = [
     Row(
         "limits",
         "RedisRateLimiter",
+        "RedisRateLimiter(url, 'k', 5).pause(-1)",
+        lambda: RedisRateLimiter(REDIS, "k", 5).pause(-1),
+        ValueError,
+        ("RedisRateLimiter.pause(seconds=-1)", "finite number >= 0"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
         "RedisRateLimiter('redis+sentinel://:secret@127.0.0.1:26379', 'k', 5)",
         lambda: RedisRateLimiter("redis+sentinel://:secret@127.0.0.1:26379", "k", 5),
         ValueError,

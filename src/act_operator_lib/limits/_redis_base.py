@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import math
+import time
 from typing import TYPE_CHECKING, Final, Literal
 
 from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailableError
-from act_operator_lib._redis_client import RedisHandle, check_key, hash_tagged
-from act_operator_lib.limits._arguments import positive_number
+from act_operator_lib._redis_client import RedisHandle, Script, check_key, hash_tagged
+from act_operator_lib.limits._arguments import non_negative_number, positive_number
 from act_operator_lib.limits._base import Limiter
 from act_operator_lib.limits._redis_scripts import KIND_ERROR
 
@@ -56,6 +59,9 @@ class RedisLimiterBase(Limiter):
         "_handle",
         "_key",
         "_on_unavailable",
+        "_pause_script",
+        "_paused_until",
+        "_pauses",
         "_redis_key",
         "_retry_redis_at",
         "_total_wait",
@@ -86,6 +92,8 @@ class RedisLimiterBase(Limiter):
         self._granted = 0
         self._waiting = 0
         self._total_wait = 0.0
+        self._pauses = 0
+        self._paused_until = -math.inf
 
     @property
     def key(self) -> str:
@@ -96,6 +104,67 @@ class RedisLimiterBase(Limiter):
     async def aclose(self) -> None:
         """Close the Redis client if this limiter built it from a URL."""
         await self._handle.aclose()
+
+    async def pause(self, seconds: float) -> None:
+        """Grant nothing to any process sharing ``key`` for ``seconds`` from now.
+
+        Example::
+
+            await limiter.pause(2.0)   # e.g. a server answered 429 with retry-after: 2
+
+        Timed by the Redis server's clock, so every process and machine sharing
+        the key waits the same pause. A later pause extends a running one, never
+        shortens it; callers already waiting keep their places. With Redis
+        unavailable: ``"fail"`` raises, ``"local"`` pauses this process's
+        fallback, ``"allow"`` ignores it.
+
+        Raises:
+            TypeError, ValueError: ``seconds`` is not a finite number >= 0.
+            LimiterUnavailableError: Redis is unavailable and on_unavailable="fail".
+            LimiterKeyConflictError: ``key`` belongs to another kind of limiter.
+        """
+        seconds = non_negative_number(f"{type(self).__name__}.pause", "seconds", seconds)
+        loop = asyncio.get_running_loop()
+        self._pauses += 1
+        left = seconds
+        try:
+            left_us = await self._handle.call(
+                functools.partial(
+                    self._pause_script.run,
+                    keys=self._pause_keys(),
+                    args=self._pause_arguments(math.ceil(seconds * 1_000_000)),
+                ),
+                self._key,
+            )
+            left = max(0.0, left_us / 1_000_000)
+        except LimiterUnavailableError as error:
+            self._unavailable(error, loop.time())
+        except Exception as error:
+            self._raise_conflict(error)
+            raise
+        self._paused_until = max(self._paused_until, loop.time() + left)
+
+    _pause_script: Script
+
+    def _pause_keys(self) -> list[str]:
+        raise NotImplementedError
+
+    def _pause_arguments(self, microseconds: int) -> list[object]:
+        raise NotImplementedError
+
+    def _paused_for(self) -> float:
+        """Seconds left of the latest pause this process knows of."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:  # no running loop: the loop clock is monotonic time
+            now = time.monotonic()
+        return max(0.0, self._paused_until - now)
+
+    async def _sit_out_pause(self, loop: asyncio.AbstractEventLoop) -> None:
+        """With the ``"local"`` fallback, wait out a pause this process knows of."""
+        left = self._paused_until - loop.time()
+        if left > 0:
+            await asyncio.sleep(left)
 
     def _use_redis(self, now: float) -> bool:
         """False while a recent failure sends "allow" / "local" callers to the fallback."""

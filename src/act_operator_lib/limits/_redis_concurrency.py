@@ -14,7 +14,12 @@ from act_operator_lib._redis_client import Script
 from act_operator_lib.limits._arguments import positive_integer, positive_number
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
 from act_operator_lib.limits._redis_base import OnUnavailable, RedisLimiterBase, logger
-from act_operator_lib.limits._redis_scripts import ACQUIRE_SCRIPT, RELEASE_SCRIPT, RENEW_SCRIPT
+from act_operator_lib.limits._redis_scripts import (
+    ACQUIRE_SCRIPT,
+    PAUSE_LEASES_SCRIPT,
+    RELEASE_SCRIPT,
+    RENEW_SCRIPT,
+)
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 if TYPE_CHECKING:
@@ -121,6 +126,7 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
         self._acquire_script = Script(ACQUIRE_SCRIPT)
         self._renew_script = Script(RENEW_SCRIPT)
         self._release_script = Script(RELEASE_SCRIPT)
+        self._pause_script = Script(PAUSE_LEASES_SCRIPT)
         self._local = ConcurrencyLimiter(self._limit)
         self._blocking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
             weakref.WeakKeyDictionary()
@@ -211,7 +217,16 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
                         )
         except LimiterUnavailableError as error:
             self._unavailable(error, loop.time())
-        return _LOCAL if self._on_unavailable == "local" else _ALLOWED
+        if self._on_unavailable == "local":
+            await self._sit_out_pause(loop)
+            return _LOCAL
+        return _ALLOWED
+
+    def _pause_keys(self) -> list[str]:
+        return [self._redis_key]
+
+    def _pause_arguments(self, microseconds: int) -> list[object]:
+        return [self._kind, microseconds]
 
     async def _try_acquire(self, loop: asyncio.AbstractEventLoop) -> str | float:
         """One run of the acquire script: the holder id granted, or seconds to block."""
@@ -347,6 +362,8 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
             waiting=self._waiting,
             granted=self._granted,
             total_wait=self._total_wait,
+            pauses=self._pauses,
+            paused_for=self._paused_for(),
         )
 
     async def aclose(self) -> None:

@@ -10,11 +10,11 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from act_operator_lib._errors import LimiterUnavailableError
-from act_operator_lib._redis_client import ScriptConnection
+from act_operator_lib._redis_client import Script, ScriptConnection
 from act_operator_lib.limits._arguments import positive_integer, positive_number
 from act_operator_lib.limits._rate import RateLimiter
 from act_operator_lib.limits._redis_base import OnUnavailable, RedisLimiterBase
-from act_operator_lib.limits._redis_scripts import RATE_SCRIPT
+from act_operator_lib.limits._redis_scripts import PAUSE_RATE_SCRIPT, RATE_SCRIPT
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ class RedisRateLimiter(RedisLimiterBase):
         self._schedule = f"{interval_us} {self._burst} {self._capacity} {per_us}".encode()
         self._keys = [self._redis_key, f"{self._redis_key}:grants"]
         self._script = ScriptConnection(RATE_SCRIPT)
+        self._pause_script = Script(PAUSE_RATE_SCRIPT)
         # This process's grants of the last `per` seconds, (time, units), and
         # their sum: `statistics().in_use` counts units, as `RateLimiter` does.
         self._grant_log: deque[tuple[float, int]] = deque()
@@ -184,11 +185,18 @@ class RedisRateLimiter(RedisLimiterBase):
             now_us, due_us = reply
             await asyncio.sleep((due_us - now_us) / 1_000_000)
         if self._on_unavailable == "local":
+            await self._sit_out_pause(loop)
             if self._fallback is None:
                 self._fallback = RateLimiter(self._rate, self._per, self._burst)
             assert isinstance(self._fallback, RateLimiter)
             await self._fallback.acquire(weight)
         return None
+
+    def _pause_keys(self) -> list[str]:
+        return self._keys
+
+    def _pause_arguments(self, microseconds: int) -> list[object]:
+        return [self._kind, self._schedule, microseconds]
 
     async def release(self) -> None:
         """Do nothing: a rate limiter's capacity comes back with time."""
@@ -209,4 +217,7 @@ class RedisRateLimiter(RedisLimiterBase):
             waiting=self._waiting,
             granted=self._granted,
             total_wait=self._total_wait,
+            pauses=self._pauses,
+            paused_for=self._paused_for(),
+            rate=self._rate,
         )

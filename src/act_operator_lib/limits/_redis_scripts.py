@@ -11,6 +11,8 @@ from typing import Final
 __all__ = [
     "ACQUIRE_SCRIPT",
     "KIND_ERROR",
+    "PAUSE_LEASES_SCRIPT",
+    "PAUSE_RATE_SCRIPT",
     "RATE_SCRIPT",
     "RELEASE_SCRIPT",
     "RENEW_SCRIPT",
@@ -22,9 +24,11 @@ KIND_ERROR: Final = "ACTOPLIB_KIND"
 # Shared by every script: KEYS[1] is the limiter's hash, whose field `kind` says
 # which kind of limiter owns the key; any other kind, or another Redis type, is an
 # error reply instead of silent corruption. One HMGET reads the hash (`limiter`:
-# kind, tat, granted) and, in the usual case of the right kind, is the whole check.
+# kind, tat, granted, paused, pstart) and, in the usual case of the right kind, is
+# the whole check. `paused` is the server time (us) until which nobody is granted
+# (`pause`), `pstart` when that pause began.
 _CHECK_KIND: Final = """
-local limiter = redis.pcall('HMGET', KEYS[1], 'kind', 'tat', 'granted')
+local limiter = redis.pcall('HMGET', KEYS[1], 'kind', 'tat', 'granted', 'paused', 'pstart')
 local owner = limiter[1]
 if owner ~= ARGV[1] then
   local key_type = redis.call('TYPE', KEYS[1])['ok']
@@ -68,6 +72,12 @@ if due < 0 then
   tat = tat + weight * interval
   due = tat - tonumber(burst) * interval
 end
+local paused = tonumber(limiter[4]) or 0
+if now < paused and due < paused then
+  -- Reserved before a pause: moved back by the pause's length, so the callers
+  -- waiting keep their order and spacing after it.
+  due = math.max(due + paused - (tonumber(limiter[5]) or now), paused)
+end
 local granted_now = false
 if due <= now then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - per)
@@ -103,27 +113,33 @@ local function keep_alive()
   local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
   local ttl = 1000
   if last[2] then ttl = math.ceil((tonumber(last[2]) - now) / 1000) + 1000 end
+  local paused = tonumber(limiter[4]) or 0
+  if paused > now then ttl = math.max(ttl, math.ceil((paused - now) / 1000) + 1000) end
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 """
 
 # ARGV: kind, holder id, limit, lease (us). Purges expired leases, then takes a
-# permit if fewer than `limit` are held. Returns {1, 0} when granted, else {0, us
-# until the earliest lease expires}. Safe to run twice (the client resends it when
-# the connection drops, and the first run may have reached the server): a holder
-# already in the set is granted again, not counted twice or refused.
+# permit if fewer than `limit` are held and no pause is on. Returns {1, 0} when
+# granted, else {0, us until the pause ends or the earliest lease expires}. Safe to
+# run twice (the client resends it when the connection drops, and the first run
+# may have reached the server): a holder already in the set is granted again, not
+# counted twice or refused.
 ACQUIRE_SCRIPT: Final = (
     _CHECK_KIND
     + _LEASES
     + """
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[2]) or redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3]) then
+local paused = tonumber(limiter[4]) or 0
+if redis.call('ZSCORE', KEYS[2], ARGV[2])
+  or (now >= paused and redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3])) then
   redis.call('ZADD', KEYS[2], string.format('%.0f', now + tonumber(ARGV[4])), ARGV[2])
   redis.call('HSET', KEYS[1], 'kind', ARGV[1])
   keep_alive()
   return {1, 0}
 end
+if now < paused then return {0, paused - now} end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 return {0, tonumber(first[2]) - now}
 """
@@ -153,5 +169,48 @@ local ttl = redis.call('PTTL', KEYS[2])
 if ttl < 1000 then ttl = 1000 end
 redis.call('PEXPIRE', KEYS[3], ttl)
 return 1
+"""
+)
+
+# Pauses. Nobody is granted until `paused` (server time, us); a later pause extends
+# a running one, never shortens it. Both return the us the pause has left.
+#
+# Rate: KEYS as the rate script; ARGV: kind, schedule (as the rate script), pause
+# (us). The schedule (TAT) moves back by what this pause adds, and to at least
+# `burst - 1` intervals past its end, so reservations taken during the pause
+# resume evenly spaced, with no burst.
+PAUSE_RATE_SCRIPT: Final = (
+    _CHECK_KIND
+    + """
+local interval, burst, capacity, per = string.match(ARGV[2], '(%d+) (%d+) (%d+) (%d+)')
+interval, burst, per = tonumber(interval), tonumber(burst), tonumber(per)
+local tat = tonumber(limiter[2]) or now
+local paused = tonumber(limiter[4]) or 0
+local ends = now + tonumber(ARGV[3])
+if ends <= paused then return paused - now end
+local start = now
+if paused > now then start = tonumber(limiter[5]) or now end
+tat = math.max(math.max(tat, now) + ends - math.max(paused, now), ends + (burst - 1) * interval)
+redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'tat', string.format('%.0f', tat),
+  'paused', string.format('%.0f', ends), 'pstart', string.format('%.0f', start))
+local ttl = math.ceil((tat - now + per) / 1000) + 1000
+redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('PEXPIRE', KEYS[2], ttl)
+return ends - now
+"""
+)
+
+# Concurrency: KEYS[1] the limiter's hash; ARGV: kind, pause (us). Holders keep
+# their permits; no new one is granted until the pause ends.
+PAUSE_LEASES_SCRIPT: Final = (
+    _CHECK_KIND
+    + """
+local paused = tonumber(limiter[4]) or 0
+local ends = now + tonumber(ARGV[2])
+if ends <= paused then return paused - now end
+redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'paused', string.format('%.0f', ends))
+local keep = math.ceil((ends - now) / 1000) + 1000
+if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
+return ends - now
 """
 )
