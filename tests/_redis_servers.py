@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["ClusterServers", "SentinelServers", "redis_server_binary"]
+__all__ = ["ClusterServers", "SentinelServers", "SingleServer", "redis_server_binary"]
 
 _READY = b"Ready to accept connections"
 _STARTUP = 20.0
@@ -126,6 +126,31 @@ class _Topology:
         for server in self.servers:
             server.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class SingleServer(_Topology):
+    """One standalone redis-server, started like the cluster's nodes (for comparisons).
+
+    Example::
+
+        single = SingleServer()
+        try:
+            limiter = RedisRateLimiter(single.url, "api", 100)
+        finally:
+            single.stop()
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            self._server(_free_ports(1)[0]).start()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.servers[0].port}/0"
 
 
 class ClusterServers(_Topology):

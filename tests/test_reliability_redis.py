@@ -421,3 +421,24 @@ async def test_a_permit_granted_by_the_fallback_is_released_to_it_not_to_redis(
                 await admin.aclose()
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.parametrize("make", [RedisRateLimiter, RedisConcurrencyLimiter])
+async def test_a_primary_refusing_writes_for_want_of_replicas_counts_as_unavailable(
+    own_redis: OwnRedis, make: type[RedisRateLimiter]
+) -> None:
+    """``min-replicas-to-write`` with no replica: every grant is refused (NOREPLICAS),
+    which is the server being unavailable, so ``on_unavailable`` decides."""
+    admin = Redis.from_url(own_redis.url)
+    limiter = make(own_redis.url, "noreplicas", 5, timeout=0.3)
+    fallback = make(own_redis.url, "noreplicas", 5, timeout=0.3, on_unavailable="local")
+    try:
+        await admin.config_set("min-replicas-to-write", 1)
+        with pytest.raises(LimiterUnavailableError, match=f"127.0.0.1:{own_redis.port}"):
+            await limiter.acquire()
+        await fallback.acquire()
+        await fallback.release()
+    finally:
+        await limiter.aclose()
+        await fallback.aclose()
+        await admin.aclose()

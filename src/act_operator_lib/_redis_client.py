@@ -205,6 +205,7 @@ class RedisHandle:
         "_given",
         "_last",
         "_parked",
+        "_response_error",
         "_sessions",
         "_unavailable",
         "address",
@@ -247,6 +248,7 @@ class RedisHandle:
                 f"{owner} redis must be a URL or a redis.asyncio.Redis client (or a "
                 f"redis.asyncio.cluster.RedisCluster), got {type(redis).__name__}"
             )
+        self._response_error: type[Exception] = redis_exceptions.ResponseError
         self._unavailable: tuple[type[BaseException], ...] = (
             redis_exceptions.ConnectionError,
             redis_exceptions.TimeoutError,
@@ -324,6 +326,12 @@ class RedisHandle:
                 result = await operation(session)
         except self._unavailable as error:
             raise LimiterUnavailableError(self.address, key, self.timeout) from error
+        except self._response_error as error:
+            # A primary with `min-replicas-to-write` and too few replicas refuses
+            # writes until they are back: unavailable, not a bug of the caller's.
+            if str(error).startswith("NOREPLICAS"):
+                raise LimiterUnavailableError(self.address, key, self.timeout) from error
+            raise
         if task is not None and task.cancelling() > cancelling:
             raise asyncio.CancelledError
         return result
