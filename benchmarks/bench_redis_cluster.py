@@ -1,16 +1,15 @@
-"""Redis limits on a Redis Cluster and through Sentinel failovers.
+"""Redis limits on a Redis Cluster, side by side with one Redis server.
 
 ``python -m benchmarks redis_cluster``; needs ``redis-server`` and ``redis-cli`` on
-PATH. It starts its own 3-primary cluster, a standalone server (started the same
-way, for the side-by-side rows) and a primary + replica + 3 Sentinels on free
-loopback ports (tests/_redis_servers.py), and stops them after. The workers are this
+PATH. It starts its own 3-primary cluster and a standalone server (started the
+same way, for the side-by-side rows) on free loopback ports
+(tests/_redis_servers.py), and stops them after. The workers are this
 module run as ``python -m benchmarks.bench_redis_cluster worker ...``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import statistics
 import sys
@@ -20,14 +19,12 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from tests._redis_servers import ClusterServers, SentinelServers, SingleServer
+from tests._redis_servers import ClusterServers, SingleServer
 
-from act_operator_lib import LimiterUnavailableError
 from act_operator_lib.limits import RedisRateLimiter
 
 PROCESSES, CALLERS, RATE, SECONDS, WINDOW = 4, 50, 100, 5.0, 0.998
 KEYS, KEY_CALLERS, KEY_SECONDS = 64, 16, 3.0
-FAILOVERS = 5
 
 
 async def rate_worker(url: str, key: str) -> None:
@@ -173,54 +170,6 @@ async def latency_ratio(client: Redis | RedisCluster) -> tuple[float, float]:
     return acquire_us, ping_us
 
 
-async def failovers(group: SentinelServers) -> list[str]:
-    """CALLERS callers on one key at RATE/s while Sentinel fails over FAILOVERS times."""
-    key = f"bench:{uuid.uuid4().hex}"
-    limiter = RedisRateLimiter(group.url, key, RATE, timeout=1.0)
-    grants: list[float] = []
-    errors = 0
-    stop = asyncio.Event()
-
-    async def caller() -> None:
-        nonlocal errors
-        while not stop.is_set():
-            try:
-                grant = await limiter.acquire_with_grant_time()
-            except LimiterUnavailableError:
-                errors += 1
-                await asyncio.sleep(0.01)  # a caller's own back-off before trying again
-                continue
-            assert grant is not None
-            grants.append(grant)
-
-    callers = [asyncio.create_task(caller()) for _ in range(CALLERS)]
-    began = time.perf_counter()
-    moments: list[float] = []
-    try:
-        await asyncio.sleep(1.0)
-        for _ in range(FAILOVERS):
-            moments.append(time.time())
-            await asyncio.to_thread(group.failover)
-            await asyncio.to_thread(group.wait_until_settled)
-        await asyncio.sleep(1.0)
-    finally:
-        stop.set()
-        await asyncio.gather(*callers)
-        await limiter.aclose()
-    elapsed = time.perf_counter() - began
-    ordered = sorted(grants)
-    gaps = [later - earlier for earlier, later in itertools.pairwise(ordered)]
-    most = most_in_window(ordered, WINDOW)
-    return [
-        f"| Sentinel: {CALLERS} callers, one key, {RATE}/s, {FAILOVERS} forced failovers "
-        f"(`SENTINEL FAILOVER`) in {elapsed:.0f} s | max in any {WINDOW} s window: "
-        f"**{most}** (limit {RATE}: **{max(0, most - RATE)} beyond**); longest stall between "
-        f"two grants **{max(gaps):.2f} s**; {errors} acquires raised "
-        f"`LimiterUnavailableError` (on_unavailable='fail', timeout 1 s) "
-        f"| grants {len(ordered)} in {elapsed:.0f} s |",
-    ]
-
-
 async def run() -> str:
     rows: list[str] = []
     cluster, single = ClusterServers(), SingleServer()
@@ -253,14 +202,9 @@ async def run() -> str:
     finally:
         cluster.stop()
         single.stop()
-    group = SentinelServers()
-    try:
-        rows.extend(await failovers(group))
-    finally:
-        group.stop()
     return "\n".join(
         [
-            "## Redis Cluster and Sentinel",
+            "## Redis Cluster",
             "",
             "`.venv/bin/python -m benchmarks redis_cluster` (Redis 7, every server on "
             "127.0.0.1 of the same machine).",

@@ -216,8 +216,11 @@ class ClusterServers(_Topology):
 
 
 class SentinelServers(_Topology):
-    """A primary and one replica under service ``"primary"``, watched by 3 Sentinels
-    (quorum 2, down after 1 s).
+    """A primary and ``replicas`` replicas under service ``"primary"``, watched by 3
+    Sentinels (quorum 2, down after 1 s).
+
+    ``min_replicas_to_write``: the data servers' ``min-replicas-to-write`` (with
+    ``min-replicas-max-lag 1``), 0 for Redis's default (off).
 
     Example::
 
@@ -231,15 +234,19 @@ class SentinelServers(_Topology):
 
     service = "primary"
 
-    def __init__(self) -> None:
+    def __init__(self, replicas: int = 1, min_replicas_to_write: int = 0) -> None:
         super().__init__()
         try:
-            primary, replica, *sentinels = _free_ports(5)
-            self._server(primary).start()
-            self._server(replica, "--replicaof", "127.0.0.1", str(primary)).start()
-            self.data_ports = [primary, replica]
-            self.sentinel_ports = sentinels
-            for port in sentinels:
+            ports = _free_ports(4 + replicas)
+            self.data_ports = ports[: 1 + replicas]
+            self.sentinel_ports = ports[1 + replicas :]
+            primary = self.data_ports[0]
+            safety = ("--min-replicas-to-write", str(min_replicas_to_write))
+            safety += ("--min-replicas-max-lag", "1")
+            self._server(primary, *safety).start()
+            for port in self.data_ports[1:]:
+                self._server(port, *safety, "--replicaof", "127.0.0.1", str(primary)).start()
+            for port in self.sentinel_ports:
                 config = self.directory / f"sentinel-{port}.conf"
                 config.write_text(
                     f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
@@ -275,10 +282,10 @@ class SentinelServers(_Topology):
         return int(port)
 
     def wait_until_settled(self) -> None:
-        """Until every Sentinel names the same primary, which sees its replica in sync
-        and which the replica follows."""
+        """Until every Sentinel names the same primary, which sees every replica in
+        sync, and every replica follows it."""
         primary = self.primary_port()
-        replica = next(port for port in self.data_ports if port != primary)
+        replicas = [port for port in self.data_ports if port != primary]
 
         def settled() -> bool:
             for port in self.sentinel_ports:
@@ -286,22 +293,25 @@ class SentinelServers(_Topology):
                     _, named = client.sentinel_get_master_addr_by_name(self.service)  # type: ignore[no-untyped-call]
                     if int(named) != primary:
                         return False
-                    replicas = client.sentinel_slaves(self.service)  # type: ignore[no-untyped-call]
-                    if not any(
-                        int(entry["port"]) == replica and "s_down" not in entry["flags"]
-                        for entry in replicas
-                    ):
+                    known = {
+                        int(entry["port"])
+                        for entry in client.sentinel_slaves(self.service)  # type: ignore[no-untyped-call]
+                        if "s_down" not in entry["flags"]
+                    }
+                    if not set(replicas) <= known:
                         return False
-            with redis.Redis(port=replica, socket_timeout=5) as client:
-                info = client.info("replication")
-                if info.get("role") != "slave" or int(info.get("master_port", 0)) != primary:
-                    return False
-                if info.get("master_link_status") != "up":
-                    return False
+            for replica in replicas:
+                with redis.Redis(port=replica, socket_timeout=5) as client:
+                    info = client.info("replication")
+                    if info.get("role") != "slave" or int(info.get("master_port", 0)) != primary:
+                        return False
+                    if info.get("master_link_status") != "up":
+                        return False
             with redis.Redis(port=primary, socket_timeout=5) as client:
-                return int(client.info("replication").get("connected_slaves", 0)) == 1
+                connected = int(client.info("replication").get("connected_slaves", 0))
+                return connected == len(replicas)
 
-        _wait_until(settled, "the Sentinel group to settle", timeout=30.0)
+        _wait_until(settled, "the Sentinel group to settle", timeout=60.0)
 
     def failover(self) -> tuple[int, int]:
         """Force a failover (``SENTINEL FAILOVER``); return (old, new) primary ports
