@@ -93,6 +93,25 @@ async def test_a_user_key_without_a_hash_tag_keeps_all_its_keys_in_one_slot(
         await client.aclose()
 
 
+async def test_a_pause_on_a_cluster_holds_back_every_limiter_sharing_the_key(
+    cluster: ClusterServers,
+) -> None:
+    key = unique("pause")
+    pausing = RedisRateLimiter(cluster.url, key, 1000)
+    other = RedisRateLimiter(cluster.url, key, 1000)
+    client = cluster_client(cluster)
+    try:
+        await pausing.pause(0.3)
+        paused_until = int(await client.hget(f"{{{key}}}", "paused"))  # type: ignore[arg-type]
+        granted = await other.acquire_with_grant_time()
+        assert granted is not None
+        assert round(granted * 1_000_000) >= paused_until
+    finally:
+        await pausing.aclose()
+        await other.aclose()
+        await client.aclose()
+
+
 async def test_a_user_key_with_a_hash_tag_keeps_its_own_tag(cluster: ClusterServers) -> None:
     tag = uuid.uuid4().hex
     client = cluster_client(cluster)
