@@ -1,5 +1,7 @@
 """A process that shares a Redis limiter with the tests: ``python tests/_redis_worker.py MODE ...``.
 
+URL may be any the limiters take (``redis://``, ``redis+cluster://``, ...).
+
 Modes:
     rate URL KEY RATE CALLS          CALLS concurrent acquires; prints the confirmation times (JSON)
     concurrency URL KEY LIMIT CALLS  CALLS concurrent holders; counts holders in Redis

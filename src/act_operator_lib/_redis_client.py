@@ -276,6 +276,10 @@ class RedisHandle:
                 # Learn the slot map before the first commands: redis-py's cluster
                 # client fails some of a burst of commands sent while it does so.
                 session.ready = loop.create_task(session.client.initialize())
+                # Seen here even if every caller waiting for it has timed out.
+                session.ready.add_done_callback(
+                    lambda ready: ready.cancelled() or ready.exception()
+                )
         if session.ready is not None:
             try:
                 await asyncio.shield(session.ready)
