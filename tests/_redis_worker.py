@@ -1,5 +1,7 @@
 """A process that shares a Redis limiter with the tests: ``python tests/_redis_worker.py MODE ...``.
 
+URL may be any the limiters take (``redis://``, ``redis+cluster://``, ...).
+
 Modes:
     rate URL KEY RATE CALLS          CALLS concurrent acquires; prints the confirmation times (JSON)
     concurrency URL KEY LIMIT CALLS  CALLS concurrent holders; counts holders in Redis
@@ -13,6 +15,7 @@ import json
 import sys
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from act_operator_lib.limits import RedisConcurrencyLimiter, RedisRateLimiter
 
@@ -28,7 +31,11 @@ async def rate(url: str, key: str, per_second: float, calls: int) -> None:
 
 async def concurrency(url: str, key: str, limit: int, calls: int) -> None:
     limiter = RedisConcurrencyLimiter(url, key, limit, lease=5)
-    client = Redis.from_url(url)
+    client: Redis | RedisCluster
+    if url.startswith("redis+cluster://"):
+        client = RedisCluster.from_url(url.replace("+cluster", "", 1))
+    else:
+        client = Redis.from_url(url)
     most = 0
 
     async def hold() -> None:

@@ -240,6 +240,17 @@ async def test_a_cancellation_arriving_during_a_redis_command_is_never_lost(
         await limiter.aclose()
 
 
+async def test_in_use_counts_the_units_granted_not_the_calls(redis_url: str, key: str) -> None:
+    limiter = RedisRateLimiter(redis_url, key, 10, per=3600, burst=10)
+    try:
+        await limiter.acquire(weight=5)
+        await limiter.acquire(weight=2)
+        assert limiter.statistics().in_use == 7
+        assert limiter.statistics().granted == 7
+    finally:
+        await limiter.aclose()
+
+
 async def test_a_weight_above_max_weight_is_refused(redis_url: str) -> None:
     limiter = RedisRateLimiter(redis_url, "k", 10, burst=2)
     try:
@@ -517,3 +528,74 @@ async def test_the_limiter_works_again_when_redis_comes_back(
     finally:
         await limiter.aclose()
         await proxy.stop()
+
+
+async def server_time_us(redis_client: Redis) -> int:
+    seconds, microseconds = await redis_client.time()
+    return int(seconds) * 1_000_000 + int(microseconds)
+
+
+async def test_a_pause_holds_back_every_process_sharing_the_key(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    pausing = RedisRateLimiter(redis_url, key, 1000)
+    other = RedisRateLimiter(redis_url, key, 1000)  # another process's limiter
+    try:
+        await other.acquire()
+        await pausing.pause(0.3)
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        granted = await other.acquire_with_grant_time()
+        assert granted is not None
+        assert round(granted * 1_000_000) >= paused_until
+        assert pausing.statistics().pauses == 1
+    finally:
+        await pausing.aclose()
+        await other.aclose()
+
+
+async def test_callers_waiting_when_a_pause_starts_are_granted_after_it_in_line(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisRateLimiter(redis_url, key, 2)  # reservations 0.5 s apart
+    try:
+        await limiter.acquire()
+        waiting = [asyncio.create_task(limiter.acquire_with_grant_time()) for _ in range(3)]
+        while limiter.statistics().waiting < 3:
+            await asyncio.sleep(0)
+        await limiter.pause(0.3)
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        times = [round(time * 1_000_000) for time in await asyncio.gather(*waiting)]  # type: ignore[operator]
+        assert min(times) >= paused_until
+        # Moved back by the pause with their spacing kept: no burst at its end.
+        assert max(times) >= paused_until + 2 * 500_000
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_later_shorter_pause_never_shortens_a_running_one(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisConcurrencyLimiter(redis_url, key, 1)
+    try:
+        await limiter.pause(60)
+        first = await redis_client.hget(key, "paused")
+        await limiter.pause(1)
+        assert await redis_client.hget(key, "paused") == first
+        statistics = limiter.statistics()
+        assert statistics.pauses == 2
+        assert statistics.paused_for > 1
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_paused_concurrency_limiter_grants_no_permit_until_the_pause_ends(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisConcurrencyLimiter(redis_url, key, 2)
+    try:
+        await limiter.pause(0.3)
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        async with limiter:
+            assert await server_time_us(redis_client) >= paused_until
+    finally:
+        await limiter.aclose()

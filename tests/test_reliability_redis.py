@@ -14,6 +14,7 @@ import asyncio
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,7 +22,8 @@ from redis.asyncio import Redis
 from tests._reliability import Inside, assert_no_new_tasks
 
 from act_operator_lib import LimiterUnavailableError, RedisConcurrencyLimiter, RedisRateLimiter
-from act_operator_lib.limits import OnUnavailable
+from act_operator_lib.cache import RedisCacheBackend
+from act_operator_lib.limits import OnUnavailable, _redis_base
 
 pytestmark = pytest.mark.redis
 
@@ -263,8 +265,9 @@ async def test_waiters_of_a_limit_above_the_pool_size_wait_for_another_process(
 ) -> None:
     """Another process holds every permit of a limit of 150; 300 callers here wait
     for its releases, with one blocking wait on the server, not one each."""
-    other = RedisConcurrencyLimiter(own_redis.url, "wide", 150, timeout=0.3)
-    limiter = RedisConcurrencyLimiter(own_redis.url, "wide", 150, timeout=0.3)
+    # No outage here: the default timeout, so a busy machine is not taken for one.
+    other = RedisConcurrencyLimiter(own_redis.url, "wide", 150)
+    limiter = RedisConcurrencyLimiter(own_redis.url, "wide", 150)
     inside = Inside()
     try:
         async with asyncio.timeout(GUARD):
@@ -350,3 +353,92 @@ async def test_a_rate_limiter_reloads_its_script_the_server_forgot(own_redis: Ow
         assert limiter.statistics().granted == 21
     finally:
         await limiter.aclose()
+
+
+@pytest.mark.parametrize("on_unavailable", ["fail", "local"])
+def test_limiters_and_cache_built_from_a_url_work_under_one_event_loop_after_another(
+    redis_url: str, on_unavailable: OnUnavailable
+) -> None:
+    """Pytest, CLIs and workers run a new loop per job; the objects outlive each loop."""
+    key = f"test:act_operator_lib:loops:{uuid.uuid4().hex}"
+    rate = RedisRateLimiter(redis_url, f"{key}:rate", 1000, on_unavailable=on_unavailable)
+    concurrency = RedisConcurrencyLimiter(
+        redis_url, f"{key}:concurrency", 2, on_unavailable=on_unavailable
+    )
+    cache = RedisCacheBackend(redis_url, f"{key}:cache:")
+
+    async def job(number: int) -> None:
+        assert await rate.acquire_with_grant_time() is not None  # from Redis, no fallback
+        async with concurrency:
+            await cache.set("entry", number, ttl=60)
+            assert await cache.get("entry") == (True, number)
+
+    async def close() -> None:
+        await cache.delete("entry")
+        await rate.aclose()
+        await concurrency.aclose()
+        await cache.aclose()
+
+    for number in range(3):
+        asyncio.run(job(number))
+    asyncio.run(close())
+    assert concurrency.statistics().granted == 3
+
+
+@pytest.mark.parametrize("on_unavailable", ["allow", "local"])
+async def test_a_permit_granted_by_the_fallback_is_released_to_it_not_to_redis(
+    own_redis: OwnRedis, on_unavailable: OnUnavailable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller let in during an outage, leaving after one let in by Redis after
+    it, must not delete that caller's lease (another process would then get in)."""
+    monkeypatch.setattr(_redis_base, "_RETRY_REDIS_AFTER", 0.0)  # ask Redis again at once
+    limiter = RedisConcurrencyLimiter(
+        own_redis.url, "leases", 2, timeout=0.3, on_unavailable=on_unavailable
+    )
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def during_the_outage() -> None:
+        async with limiter:
+            entered.set()
+            await leave.wait()
+
+    try:
+        async with asyncio.timeout(GUARD):
+            await own_redis.stop()
+            early = asyncio.create_task(during_the_outage())
+            await entered.wait()
+            await own_redis.start()
+            await limiter.acquire()  # after the outage: a lease in Redis
+            admin = Redis.from_url(own_redis.url)
+            try:
+                assert await admin.zcard("leases:holders") == 1
+                leave.set()
+                await early
+                assert await admin.zcard("leases:holders") == 1  # still held, by us
+                await limiter.release()
+                assert await admin.zcard("leases:holders") == 0
+            finally:
+                await admin.aclose()
+    finally:
+        await limiter.aclose()
+
+
+@pytest.mark.parametrize("make", [RedisRateLimiter, RedisConcurrencyLimiter])
+async def test_a_primary_refusing_writes_for_want_of_replicas_counts_as_unavailable(
+    own_redis: OwnRedis, make: type[RedisRateLimiter]
+) -> None:
+    """``min-replicas-to-write`` with no replica: every grant is refused (NOREPLICAS),
+    which is the server being unavailable, so ``on_unavailable`` decides."""
+    admin = Redis.from_url(own_redis.url)
+    limiter = make(own_redis.url, "noreplicas", 5, timeout=0.3)
+    fallback = make(own_redis.url, "noreplicas", 5, timeout=0.3, on_unavailable="local")
+    try:
+        await admin.config_set("min-replicas-to-write", 1)
+        with pytest.raises(LimiterUnavailableError, match=f"127.0.0.1:{own_redis.port}"):
+            await limiter.acquire()
+        await fallback.acquire()
+        await fallback.release()
+    finally:
+        await limiter.aclose()
+        await fallback.aclose()
+        await admin.aclose()

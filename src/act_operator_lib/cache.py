@@ -187,7 +187,7 @@ class RedisCacheBackend(CacheBackend):
     async def get(self, key: str) -> tuple[bool, Any]:
         """Return ``(True, value)`` for a live entry, ``(False, None)`` otherwise."""
         full_key = self.redis_key(key)
-        raw = await self._handle.call(self._handle.client.get(full_key), full_key)
+        raw = await self._handle.call(lambda session: session.client.get(full_key), full_key)
         if raw is None:
             return False, None
         if isinstance(raw, str):  # a client made with decode_responses=True
@@ -217,12 +217,14 @@ class RedisCacheBackend(CacheBackend):
                     'RedisCacheBackend(..., serializer="pickle") with a trusted server'
                 ) from None
         milliseconds = max(1, round(ttl * 1000))
-        await self._handle.call(self._handle.client.set(full_key, data, px=milliseconds), full_key)
+        await self._handle.call(
+            lambda session: session.client.set(full_key, data, px=milliseconds), full_key
+        )
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
         full_key = self.redis_key(key)
-        await self._handle.call(self._handle.client.delete(full_key), full_key)
+        await self._handle.call(lambda session: session.client.delete(full_key), full_key)
 
     async def aclose(self) -> None:
         """Close the Redis client if this backend built it from a URL."""

@@ -15,11 +15,9 @@ from act_operator_lib.limits._protocols import (
     SupportsRelease,
 )
 from act_operator_lib.limits._rate import RateLimiter
-from act_operator_lib.limits._redis import (
-    OnUnavailable,
-    RedisConcurrencyLimiter,
-    RedisRateLimiter,
-)
+from act_operator_lib.limits._redis_base import OnUnavailable
+from act_operator_lib.limits._redis_concurrency import RedisConcurrencyLimiter
+from act_operator_lib.limits._redis_rate import RedisRateLimiter
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = [
