@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailableError
 from act_operator_lib._redis_client import RedisHandle, Script, check_key, hash_tagged
 from act_operator_lib.limits._arguments import non_negative_number, positive_number
-from act_operator_lib.limits._base import _LimiterBase as Limiter
+from act_operator_lib.limits._base import _LimiterBase
 from act_operator_lib.limits._redis_scripts import KIND_ERROR
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def _conflict(error: Exception, key: str, kind: str) -> LimiterKeyConflictError 
     return LimiterKeyConflictError(key, kind, found)
 
 
-class RedisLimiterBase(Limiter):
+class RedisLimiterBase(_LimiterBase):
     """What both Redis limiters share: the handle, the fallback and the bookkeeping."""
 
     __slots__ = (
@@ -87,7 +87,7 @@ class RedisLimiterBase(Limiter):
         # On a cluster every key of one limiter must hash to one slot, so one script
         # can use them all: the user's key gets a hash tag unless it has one.
         self._redis_key = hash_tagged(self._key) if self._handle.cluster else self._key
-        self._fallback: Limiter | None = None
+        self._fallback: _LimiterBase | None = None
         self._retry_redis_at = -math.inf
         self._granted = 0
         self._waiting = 0
