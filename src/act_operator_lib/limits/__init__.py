@@ -6,7 +6,6 @@ from act_operator_lib.limits._multi_rate import (
     MultiRateStatistics,
     Rate,
     RateStatistics,
-    Reservation,
 )
 from act_operator_lib.limits._protocols import (
     Limiter,
@@ -17,7 +16,9 @@ from act_operator_lib.limits._protocols import (
 from act_operator_lib.limits._rate import RateLimiter
 from act_operator_lib.limits._redis_base import OnUnavailable
 from act_operator_lib.limits._redis_concurrency import RedisConcurrencyLimiter
+from act_operator_lib.limits._redis_multi_rate import RedisMultiRateLimiter
 from act_operator_lib.limits._redis_rate import RedisRateLimiter
+from act_operator_lib.limits._reservation import Reservation
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "RateLimiter",
     "RateStatistics",
     "RedisConcurrencyLimiter",
+    "RedisMultiRateLimiter",
     "RedisRateLimiter",
     "Reservation",
     "SupportsAcquire",

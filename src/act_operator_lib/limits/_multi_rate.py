@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Generator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
 
 from act_operator_lib.limits._arguments import (
     non_negative_integer,
@@ -15,6 +13,7 @@ from act_operator_lib.limits._arguments import (
     positive_number,
 )
 from act_operator_lib.limits._queue import GrantQueue
+from act_operator_lib.limits._reservation import Reservation, checked_costs
 from act_operator_lib.limits._window import Entry, Window
 
 __all__ = [
@@ -22,7 +21,6 @@ __all__ = [
     "MultiRateStatistics",
     "Rate",
     "RateStatistics",
-    "Reservation",
 ]
 
 
@@ -221,7 +219,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
                     return
         await self._wait(loop, now, self._default_cost)
 
-    def reserve(self, **costs: int) -> Reservation:
+    def reserve(self, **costs: int) -> Reservation[tuple[Entry, ...]]:
         """Take ``costs`` from every rate at once; settle the actual cost later.
 
         Example::
@@ -272,27 +270,9 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         self, owner: str, given: Mapping[str, object], base: tuple[int, ...]
     ) -> tuple[int, ...]:
         """Validate ``given`` costs by name; the rates left out keep ``base``."""
-        costs = list(base)
-        for name, value in given.items():
-            try:
-                index = self._names.index(name)
-            except ValueError:
-                raise TypeError(
-                    f"{owner}({name}=...) must name one of the rates "
-                    f"({', '.join(self._names)}), got {name!r}"
-                ) from None
-            if type(value) is int and 0 <= value <= self._max_costs[index]:
-                costs[index] = value
-                continue
-            costs[index] = non_negative_integer(owner, name, value)
-            # Past the largest grant: never grantable up front, but a settled cost
-            # is what was spent and is charged whatever its size.
-            if owner == "MultiRateLimiter.reserve":
-                raise ValueError(
-                    f"MultiRateLimiter.reserve({name}={value!r}) must be at most the "
-                    f"rate's max_cost {self._max_costs[index]}, got {value!r}"
-                )
-        return tuple(costs)
+        return checked_costs(
+            owner, self._names, self._max_costs, given, base, up_front=owner.endswith(".reserve")
+        )
 
     def _ready_at(self, now: float, cost: tuple[int, ...]) -> float:
         ready = -math.inf
@@ -326,79 +306,3 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
             head = self._waiters[0] if refunded and self._waiters else None
         if head is not None:
             self._wake(head)
-
-
-class Reservation:
-    """Units taken from a `MultiRateLimiter` on an estimate, to settle once with the
-    actual cost.
-
-    Example::
-
-        async with limiter.reserve(requests=1, tokens=500) as reservation:
-            response = await call_model()
-            await reservation.settle(tokens=response.usage.total_tokens)
-
-    Made by `MultiRateLimiter.reserve`; awaiting it (or ``async with``) waits for
-    the grant. `settle` closes it; leaving ``async with`` closes it too, keeping the
-    cost as it stands. Settling twice, before the grant or after closing raises
-    `RuntimeError`.
-    """
-
-    __slots__ = ("_closed", "_cost", "_entries", "_limiter")
-
-    def __init__(self, limiter: MultiRateLimiter, cost: tuple[int, ...]) -> None:
-        self._limiter = limiter
-        self._cost = cost
-        self._entries: tuple[Entry, ...] | None = None
-        self._closed = False
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "granted" if self._entries else "pending"
-        return f"Reservation({', '.join(f'{k}={v}' for k, v in self.cost.items())}, {state})"
-
-    @property
-    def cost(self) -> Mapping[str, int]:
-        """Units taken from each rate, as settled so far."""
-        return dict(zip(self._limiter._names, self._cost, strict=True))
-
-    @property
-    def closed(self) -> bool:
-        """True once settled or once its ``async with`` block has ended."""
-        return self._closed
-
-    def __await__(self) -> Generator[Any, None, Reservation]:
-        if self._entries is None:
-            self._entries = yield from self._limiter._take(self._cost).__await__()
-        return self
-
-    async def __aenter__(self) -> Reservation:
-        return await self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._closed = True
-
-    async def settle(self, **actual: int) -> None:
-        """Replace the estimate with the actual cost: refund or charge the difference.
-
-        Rates left out keep their estimate.
-
-        Raises:
-            RuntimeError: the reservation was not granted yet, is settled or closed.
-            TypeError: an unknown rate name, or a cost that is not an int.
-            ValueError: a cost below 0.
-        """
-        if self._closed or self._entries is None:
-            state = "was not granted yet (await it first)" if not self._closed else "is closed"
-            raise RuntimeError(
-                f"{self!r} {state}: a reservation is settled once, after its grant and "
-                "before its async with block ends"
-            )
-        cost = self._limiter._costs("Reservation.settle", actual, self._cost)
-        self._closed = True
-        await self._limiter._settle(self._entries, self._cost, cost)
-        self._cost = cost

@@ -11,11 +11,14 @@ from typing import Final
 __all__ = [
     "ACQUIRE_SCRIPT",
     "KIND_ERROR",
+    "MULTI_RATE_SCRIPT",
     "PAUSE_LEASES_SCRIPT",
+    "PAUSE_MULTI_RATE_SCRIPT",
     "PAUSE_RATE_SCRIPT",
     "RATE_SCRIPT",
     "RELEASE_SCRIPT",
     "RENEW_SCRIPT",
+    "SETTLE_MULTI_RATE_SCRIPT",
 ]
 
 KIND_ERROR: Final = "ACTOPLIB_KIND"
@@ -211,6 +214,210 @@ if ends <= paused then return paused - now end
 redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'paused', string.format('%.0f', ends))
 local keep = math.ceil((ends - now) / 1000) + 1000
 if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], keep) end
+return ends - now
+"""
+)
+
+# Several rates taken by one grant. KEYS[1]: the limiter's hash {kind, granted,
+# paused, pstart, and per rate NAME: tat:NAME, sum:NAME}; then per rate, in the
+# order of ARGV[2], a sorted set of grant ids scored by grant time (us) and a hash
+# of grant id -> units. One entry per grant and rate, whatever its units, and
+# `sum:NAME` the units the set holds: memory follows grants, not units. `granted`
+# counts grants and names the next one. ARGV[2]: per rate "NAME interval tolerance
+# capacity per" (us per unit, (burst - 1) intervals, ceil(limit), us), one after
+# another. Defines `rates`, `fields` (tat:NAME, sum:NAME, ... for one HMGET),
+# `trim(i)` (forget rate i's grants older than its window, returning its sum) and
+# `keep_alive(tats)` (every key lives a window past the furthest schedule or pause).
+_MULTI_RATES: Final = """
+local rates, fields = {}, {}
+for name, interval, tolerance, capacity, per in
+    string.gmatch(ARGV[2], '(%S+) (%d+) (%d+) (%d+) (%d+)') do
+  rates[#rates + 1] = {name = name, interval = tonumber(interval),
+    tolerance = tonumber(tolerance), capacity = tonumber(capacity), per = tonumber(per)}
+  fields[#fields + 1] = 'tat:' .. name
+  fields[#fields + 1] = 'sum:' .. name
+end
+local state = redis.call('HMGET', KEYS[1], unpack(fields))
+local function trim(i, sum)
+  local grants, units = KEYS[2 * i], KEYS[2 * i + 1]
+  while true do
+    local old = redis.call('ZRANGEBYSCORE', grants, '-inf', now - rates[i].per, 'LIMIT', 0, 500)
+    if #old == 0 then break end
+    for _, amount in ipairs(redis.call('HMGET', units, unpack(old))) do
+      sum = sum - (tonumber(amount) or 0)
+    end
+    redis.call('ZREM', grants, unpack(old))
+    redis.call('HDEL', units, unpack(old))
+  end
+  if sum <= 0 or redis.call('ZCARD', grants) == 0 then
+    redis.call('DEL', grants, units)
+    sum = 0
+  end
+  return sum
+end
+local function keep_alive(tats)
+  local ttl = math.max((tonumber(limiter[4]) or 0) - now, 0)
+  for i, rate in ipairs(rates) do
+    ttl = math.max(ttl, math.max(tats[i] - now, 0) + rate.per)
+  end
+  ttl = math.ceil(ttl / 1000) + 1000
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+end
+"""
+
+# Reserve, then confirm: as the rate script, for every rate at once. ARGV: kind,
+# rates, costs ("c1 c2 ..." in the order of the rates), due (us; -1 to reserve).
+# Reserving makes the caller due when every rate's schedule allows it (TAT minus
+# the burst tolerance) and moves each rate's TAT past the grant by its cost. A
+# due caller is granted only if every rate's window (now - per, now] has room
+# for its cost, and then from all of them at once; otherwise it is told when
+# the last of those windows will have room. Returns {1, now, grant id} when
+# granted, else {0, now, at}: sleep until `at` (server time), call again with
+# due = at.
+MULTI_RATE_SCRIPT: Final = (
+    _CHECK_KIND
+    + _MULTI_RATES
+    + """
+local costs = {}
+for cost in string.gmatch(ARGV[3], '%d+') do costs[#costs + 1] = tonumber(cost) end
+local due = tonumber(ARGV[4])
+local tats, sums = {}, {}
+for i = 1, #rates do
+  tats[i] = tonumber(state[2 * i - 1]) or now
+  sums[i] = tonumber(state[2 * i]) or 0
+end
+if due < 0 then
+  due = now
+  for i, rate in ipairs(rates) do due = math.max(due, tats[i] - rate.tolerance) end
+  for i, rate in ipairs(rates) do
+    tats[i] = math.max(tats[i], due) + costs[i] * rate.interval
+  end
+end
+local paused = tonumber(limiter[4]) or 0
+if now < paused and due < paused then
+  due = math.max(due + paused - (tonumber(limiter[5]) or now), paused)
+end
+local id = nil
+if due <= now then
+  for i, rate in ipairs(rates) do
+    sums[i] = trim(i, sums[i])
+    local keep = rate.capacity - costs[i]
+    if sums[i] > keep then
+      -- The oldest grants must leave the window until at most `keep` units remain.
+      local remaining, first = sums[i], 0
+      local leaves = nil
+      while not leaves do
+        local oldest = redis.call('ZRANGE', KEYS[2 * i], first, first + 99, 'WITHSCORES')
+        if #oldest == 0 then break end
+        local ids = {}
+        for j = 1, #oldest, 2 do ids[#ids + 1] = oldest[j] end
+        local amounts = redis.call('HMGET', KEYS[2 * i + 1], unpack(ids))
+        for j, amount in ipairs(amounts) do
+          remaining = remaining - (tonumber(amount) or 0)
+          if remaining <= keep then
+            leaves = tonumber(oldest[2 * j]) + rate.per
+            break
+          end
+        end
+        first = first + 100
+      end
+      if leaves then
+        due = math.max(due, leaves)
+      else
+        sums[i] = sums[i] - remaining  -- the sum had drifted from the log: use the log
+      end
+    end
+  end
+  if due <= now then
+    id = (tonumber(limiter[3]) or 0) + 1
+    for i, cost in ipairs(costs) do
+      if cost > 0 then
+        redis.call('ZADD', KEYS[2 * i], now, id)
+        redis.call('HSET', KEYS[2 * i + 1], id, cost)
+        sums[i] = sums[i] + cost
+      end
+    end
+  end
+end
+local update = {'kind', ARGV[1]}
+if id then update[3], update[4] = 'granted', string.format('%.0f', id) end
+for i, rate in ipairs(rates) do
+  update[#update + 1] = 'tat:' .. rate.name
+  update[#update + 1] = string.format('%.0f', tats[i])
+  update[#update + 1] = 'sum:' .. rate.name
+  update[#update + 1] = string.format('%.0f', sums[i])
+end
+redis.call('HSET', KEYS[1], unpack(update))
+keep_alive(tats)
+if id then return {1, now, id} end
+return {0, now, due}
+"""
+)
+
+# Settle a grant: ARGV: kind, rates, grant id, grant time (us), estimates, actual
+# costs ("c1 c2 ..."). Each rate's grant entry, while still in its window, is set
+# to the actual units (the sum follows), and the rate's TAT moves by the
+# difference: a refund lets later grants go sooner, an extra charge holds them
+# back. The difference is taken from the units stored, when there are any, so
+# the script run twice (a resend after a dropped connection) settles once.
+SETTLE_MULTI_RATE_SCRIPT: Final = (
+    _CHECK_KIND
+    + _MULTI_RATES
+    + """
+local id, at = ARGV[3], tonumber(ARGV[4])
+local estimates, actual = {}, {}
+for cost in string.gmatch(ARGV[5], '%d+') do estimates[#estimates + 1] = tonumber(cost) end
+for cost in string.gmatch(ARGV[6], '%d+') do actual[#actual + 1] = tonumber(cost) end
+local update, tats = {'kind', ARGV[1]}, {}
+for i, rate in ipairs(rates) do
+  tats[i] = tonumber(state[2 * i - 1]) or now
+  local difference = actual[i] - estimates[i]
+  if at > now - rate.per then
+    local sum = trim(i, tonumber(state[2 * i]) or 0)
+    local stored = tonumber(redis.call('HGET', KEYS[2 * i + 1], id))
+    if stored then difference = actual[i] - stored end
+    if actual[i] > 0 then
+      redis.call('ZADD', KEYS[2 * i], at, id)
+      redis.call('HSET', KEYS[2 * i + 1], id, actual[i])
+    else
+      redis.call('ZREM', KEYS[2 * i], id)
+      redis.call('HDEL', KEYS[2 * i + 1], id)
+    end
+    update[#update + 1] = 'sum:' .. rate.name
+    update[#update + 1] = string.format('%.0f', math.max(sum + difference, 0))
+  end
+  tats[i] = tats[i] + difference * rate.interval
+  update[#update + 1] = 'tat:' .. rate.name
+  update[#update + 1] = string.format('%.0f', tats[i])
+end
+redis.call('HSET', KEYS[1], unpack(update))
+keep_alive(tats)
+return 1
+"""
+)
+
+# Pause a multi-rate limiter: ARGV: kind, rates, pause (us). As the rate pause,
+# for each rate's schedule.
+PAUSE_MULTI_RATE_SCRIPT: Final = (
+    _CHECK_KIND
+    + _MULTI_RATES
+    + """
+local paused = tonumber(limiter[4]) or 0
+local ends = now + tonumber(ARGV[3])
+if ends <= paused then return paused - now end
+local start = now
+if paused > now then start = tonumber(limiter[5]) or now end
+local update, tats = {'kind', ARGV[1], 'paused', string.format('%.0f', ends),
+  'pstart', string.format('%.0f', start)}, {}
+for i, rate in ipairs(rates) do
+  local tat = tonumber(state[2 * i - 1]) or now
+  tats[i] = math.max(math.max(tat, now) + ends - math.max(paused, now), ends + rate.tolerance)
+  update[#update + 1] = 'tat:' .. rate.name
+  update[#update + 1] = string.format('%.0f', tats[i])
+end
+redis.call('HSET', KEYS[1], unpack(update))
+limiter[4] = ends
+keep_alive(tats)
 return ends - now
 """
 )
