@@ -6,18 +6,27 @@ Modes:
     rate URL KEY RATE CALLS          CALLS concurrent acquires; prints the confirmation times (JSON)
     concurrency URL KEY LIMIT CALLS  CALLS concurrent holders; counts holders in Redis
     hold URL KEY LIMIT LEASE         takes LIMIT permits, prints "held", waits to be killed
+    multi-rate URL KEY COST WAIT     one acquire of COST tokens from Rate(100, per=3600,
+                                     burst=100); prints its grant time, or null if not
+                                     granted within WAIT seconds (JSON)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from act_operator_lib.limits import RedisConcurrencyLimiter, RedisRateLimiter
+from act_operator_lib.limits import (
+    Rate,
+    RedisConcurrencyLimiter,
+    RedisMultiRateLimiter,
+    RedisRateLimiter,
+)
 
 
 async def rate(url: str, key: str, per_second: float, calls: int) -> None:
@@ -61,10 +70,25 @@ async def hold(url: str, key: str, limit: int, lease: float) -> None:
     await asyncio.Event().wait()
 
 
+async def multi_rate(url: str, key: str, cost: int, wait: float) -> None:
+    tokens = Rate(100, per=3600, burst=100, default_cost=cost)
+    limiter = RedisMultiRateLimiter(url, key, tokens=tokens)
+    granted = None
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                granted = await limiter.acquire_with_grant_time()
+    finally:
+        await limiter.aclose()
+    print(json.dumps(granted), flush=True)
+
+
 if __name__ == "__main__":
     mode, url, key, number, count = sys.argv[1:6]
     if mode == "rate":
         asyncio.run(rate(url, key, float(number), int(count)))
+    elif mode == "multi-rate":
+        asyncio.run(multi_rate(url, key, int(number), float(count)))
     elif mode == "concurrency":
         asyncio.run(concurrency(url, key, int(number), int(count)))
     else:

@@ -56,7 +56,7 @@ from act_operator_lib import (
 from act_operator_lib.bridge import set_thread_limit
 from act_operator_lib.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend
 from act_operator_lib.diagnostics import BlockDetector
-from act_operator_lib.limits import MultiRateLimiter, Rate
+from act_operator_lib.limits import MultiRateLimiter, Rate, RedisMultiRateLimiter
 from act_operator_lib.observability import set_tracer_provider
 from act_operator_lib.resources import (
     BoundResource,
@@ -420,6 +420,70 @@ ROWS = [
         lambda: RedisRateLimiter("redis+sentinel://127.0.0.1/primary", "k", 5),
         ValueError,
         ("malformed Redis URL", "each Sentinel must be host:port"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter",
+        "RedisMultiRateLimiter(url, 'k')",
+        lambda: RedisMultiRateLimiter(REDIS, "k"),
+        TypeError,
+        ("RedisMultiRateLimiter(**rates)", "at least one rate"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter",
+        "RedisMultiRateLimiter(url, 'k', tokens=500)",
+        lambda: RedisMultiRateLimiter(REDIS, "k", tokens=500),  # type: ignore[arg-type]
+        TypeError,
+        ("RedisMultiRateLimiter(tokens=...)", "must be a Rate"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter",
+        "RedisMultiRateLimiter(url, 'k', **{'a b': Rate(5)})",
+        lambda: RedisMultiRateLimiter(REDIS, "k", **{"a b": Rate(5)}),
+        ValueError,
+        ("RedisMultiRateLimiter('a b'=...)", "Python identifier"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter",
+        "RedisMultiRateLimiter(url, 'k', tokens=Rate(5), timeout=0)",
+        lambda: RedisMultiRateLimiter(REDIS, "k", tokens=Rate(5), timeout=0),
+        ValueError,
+        ("timeout", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter.reserve",
+        "redis_limiter.reserve(tokens=-1)",
+        lambda: RedisMultiRateLimiter(REDIS, "k", tokens=Rate(100)).reserve(tokens=-1),
+        ValueError,
+        ("RedisMultiRateLimiter.reserve(tokens=-1)", "at least 0"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter.reserve",
+        "redis_limiter.reserve(tokens=101)",
+        lambda: RedisMultiRateLimiter(REDIS, "k", tokens=Rate(100)).reserve(tokens=101),
+        ValueError,
+        ("RedisMultiRateLimiter.reserve(tokens=101)", "at most the rate's max_cost 100"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter.reserve",
+        "redis_limiter.reserve(images=1)",
+        lambda: RedisMultiRateLimiter(REDIS, "k", tokens=Rate(100)).reserve(images=1),
+        TypeError,
+        ("RedisMultiRateLimiter.reserve(images=...)", "must name one of the rates"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter.pause",
+        "redis_limiter.pause(-1)",
+        lambda: RedisMultiRateLimiter(REDIS, "k", tokens=Rate(100)).pause(-1),
+        ValueError,
+        ("RedisMultiRateLimiter.pause(seconds=-1)", "finite number >= 0"),
     ),
     Row(
         "limits",

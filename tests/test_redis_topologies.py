@@ -29,6 +29,7 @@ from act_operator_lib import (
     RedisRateLimiter,
 )
 from act_operator_lib.cache import RedisCacheBackend, cached
+from act_operator_lib.limits import Rate, RedisMultiRateLimiter
 
 pytestmark = pytest.mark.redis
 
@@ -109,6 +110,39 @@ async def test_a_pause_on_a_cluster_holds_back_every_limiter_sharing_the_key(
     finally:
         await pausing.aclose()
         await other.aclose()
+        await client.aclose()
+
+
+async def test_a_multi_rate_limiter_on_a_cluster_grants_settles_and_pauses_in_one_slot(
+    cluster: ClusterServers,
+) -> None:
+    key = unique("multi-rate")
+    limiter = RedisMultiRateLimiter(
+        cluster.url,
+        key,
+        requests=Rate(10, per=60, burst=10),
+        tokens=Rate(1_000, per=60, burst=1_000),
+    )
+    client = cluster_client(cluster)
+    try:
+        async with limiter.reserve(requests=1, tokens=500) as reservation:
+            await reservation.settle(tokens=200)
+        await limiter.pause(0.01)
+        hashed = f"{{{key}}}"
+        names = [
+            hashed,
+            *(
+                f"{hashed}:{rate}:{kind}"
+                for rate in ("requests", "tokens")
+                for kind in ("grants", "units")
+            ),
+        ]
+        assert await client.exists(*names) == 5
+        assert len({client.keyslot(name) for name in names}) == 1
+        assert await client.hget(hashed, "sum:tokens") == b"200"
+        assert await client.hget(hashed, "paused") is not None
+    finally:
+        await limiter.aclose()
         await client.aclose()
 
 

@@ -1,0 +1,258 @@
+"""`RedisMultiRateLimiter` against the real Redis on 127.0.0.1:6379.
+
+Worker processes (``tests/_redis_worker.py``) share a key with the test, to prove
+that grants, settlements and pauses reach every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+from tests.test_limits_redis import closed_port, run_worker, worker_output
+
+from act_operator_lib import LimiterKeyConflictError, RedisRateLimiter
+from act_operator_lib.limits import (
+    Limiter,
+    MultiRateStatistics,
+    Rate,
+    RedisMultiRateLimiter,
+    SupportsPause,
+)
+
+pytestmark = pytest.mark.redis
+
+HOUR = 3600.0
+
+
+@pytest.fixture
+def key(redis_key: str) -> str:
+    """The limiter key of this test; every Redis key under it is deleted afterwards."""
+    return redis_key
+
+
+def llm_limiter(url: str, key: str, **arguments: object) -> RedisMultiRateLimiter:
+    """10 requests and 100 tokens an hour, each budget usable at once."""
+    return RedisMultiRateLimiter(
+        url,
+        key,
+        requests=Rate(10, per=HOUR, burst=10),
+        tokens=Rate(100, per=HOUR, burst=100),
+        **arguments,  # type: ignore[arg-type]
+    )
+
+
+async def worker_grant(url: str, key: str, cost: int, wait: float) -> float | None:
+    """A worker process's grant time for ``cost`` of 100 tokens an hour, or None
+    if it was not granted within ``wait`` seconds."""
+    worker = await run_worker("multi-rate", url, key, cost, wait)
+    try:
+        async with asyncio.timeout(60):
+            granted = await worker_output(worker)
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+    assert granted is None or isinstance(granted, float)
+    return granted
+
+
+async def test_the_redis_multi_rate_limiter_is_a_limiter_that_pauses(redis_url: str) -> None:
+    limiter = llm_limiter(redis_url, "k")
+    assert isinstance(limiter, Limiter)
+    assert isinstance(limiter, SupportsPause)
+    assert type(limiter).__module__ == "act_operator_lib.limits"
+
+
+async def test_one_reservation_takes_its_cost_from_every_rate(redis_url: str, key: str) -> None:
+    limiter = llm_limiter(redis_url, key)
+    try:
+        async with limiter.reserve(requests=1, tokens=60) as reservation:
+            assert reservation.cost == {"requests": 1, "tokens": 60}
+        await limiter.acquire()  # the default costs: 1 request, 1 token
+        statistics = limiter.statistics()
+        assert isinstance(statistics, MultiRateStatistics)
+        assert statistics.granted == 2
+        assert statistics.rates["requests"].in_window == 2
+        assert statistics.rates["tokens"].in_window == 61
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_call_one_rate_cannot_grant_takes_nothing_from_the_others(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = llm_limiter(redis_url, key)
+    try:
+        await limiter.reserve(requests=1, tokens=100)  # the hour's tokens are gone
+
+        async def one_more() -> None:
+            await limiter.reserve(requests=1, tokens=1)
+
+        blocked = asyncio.create_task(one_more())
+        done, _ = await asyncio.wait({blocked}, timeout=0.5)
+        assert not done
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        assert await redis_client.hget(key, "sum:requests") == b"1"
+        assert await redis_client.zcard(f"{key}:requests:grants") == 1
+    finally:
+        await limiter.aclose()
+
+
+async def test_redis_holds_one_entry_per_grant_whatever_its_units(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisMultiRateLimiter(
+        redis_url, key, tokens=Rate(150_000_000, per=60, burst=150_000_000)
+    )
+    try:
+        await limiter.reserve(tokens=50_000_000)
+        await limiter.reserve(tokens=70_000_000)
+        assert await redis_client.zcard(f"{key}:tokens:grants") == 2
+        assert await redis_client.hlen(f"{key}:tokens:units") == 2
+        assert await redis_client.hget(key, "sum:tokens") == b"120000000"
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_refund_settled_in_one_process_lets_another_process_through(
+    redis_url: str, key: str
+) -> None:
+    limiter = RedisMultiRateLimiter(redis_url, key, tokens=Rate(100, per=HOUR, burst=100))
+    try:
+        reservation = await limiter.reserve(tokens=100)
+        await reservation.settle(tokens=10)
+        assert await worker_grant(redis_url, key, 90, wait=30) is not None
+        assert limiter.statistics().rates["tokens"].in_window == 10
+    finally:
+        await limiter.aclose()
+
+
+async def test_an_extra_charge_settled_in_one_process_holds_another_process_back(
+    redis_url: str, key: str
+) -> None:
+    limiter = RedisMultiRateLimiter(redis_url, key, tokens=Rate(100, per=HOUR, burst=100))
+    try:
+        async with limiter.reserve(tokens=10) as reservation:
+            await reservation.settle(tokens=100)
+        assert await worker_grant(redis_url, key, 1, wait=1) is None
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_pause_holds_back_every_process_sharing_the_key(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisMultiRateLimiter(redis_url, key, tokens=Rate(100, per=HOUR, burst=100))
+    try:
+        await limiter.acquire()
+        await limiter.pause(HOUR)
+        assert await worker_grant(redis_url, key, 1, wait=1) is None
+        statistics = limiter.statistics()
+        assert statistics.pauses == 1
+        assert statistics.paused_for > 0
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_grant_after_a_pause_comes_when_it_ends_on_the_server_clock(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    pausing = llm_limiter(redis_url, key)
+    other = llm_limiter(redis_url, key)  # another process's limiter
+    try:
+        await other.acquire()
+        await pausing.pause(0.3)
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        granted = await other.acquire_with_grant_time()
+        assert granted is not None
+        assert round(granted * 1_000_000) >= paused_until
+    finally:
+        await pausing.aclose()
+        await other.aclose()
+
+
+async def test_settling_twice_is_a_runtime_error(redis_url: str, key: str) -> None:
+    limiter = llm_limiter(redis_url, key)
+    try:
+        reservation = await limiter.reserve(tokens=10)
+        await reservation.settle(tokens=5)
+        with pytest.raises(RuntimeError, match="is closed"):
+            await reservation.settle(tokens=5)
+        assert limiter.statistics().rates["tokens"].granted == 5
+    finally:
+        await limiter.aclose()
+
+
+async def test_settling_after_the_async_with_block_is_a_runtime_error(
+    redis_url: str, key: str
+) -> None:
+    limiter = llm_limiter(redis_url, key)
+    try:
+        async with limiter.reserve(tokens=10) as reservation:
+            pass
+        with pytest.raises(RuntimeError, match="settled once"):
+            await reservation.settle(tokens=5)
+    finally:
+        await limiter.aclose()
+
+
+async def test_settling_an_unknown_rate_or_a_negative_cost_is_refused(
+    redis_url: str, key: str
+) -> None:
+    limiter = llm_limiter(redis_url, key)
+    try:
+        reservation = await limiter.reserve(tokens=10)
+        with pytest.raises(TypeError, match=r"Reservation.settle\(images=...\)"):
+            await reservation.settle(images=1)
+        with pytest.raises(ValueError, match=r"Reservation.settle\(tokens=-1\)"):
+            await reservation.settle(tokens=-1)
+        await reservation.settle(tokens=12)  # still open: the refused settles took nothing
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_key_of_another_kind_of_limiter_is_refused(redis_url: str, key: str) -> None:
+    rate = RedisRateLimiter(redis_url, key, 100)
+    multi = llm_limiter(redis_url, key)
+    try:
+        await rate.acquire()
+        with pytest.raises(LimiterKeyConflictError, match="rate limiter"):
+            await multi.acquire()
+    finally:
+        await rate.aclose()
+        await multi.aclose()
+
+
+async def test_allow_lets_calls_through_when_redis_is_down(key: str) -> None:
+    limiter = llm_limiter(f"redis://127.0.0.1:{closed_port()}/0", key, on_unavailable="allow")
+    try:
+        for _ in range(20):  # past both hourly budgets
+            async with limiter.reserve(tokens=100) as reservation:
+                await reservation.settle(tokens=50)
+        assert limiter.statistics().granted == 20
+    finally:
+        await limiter.aclose()
+
+
+async def test_local_falls_back_to_an_in_process_multi_rate_limit(key: str) -> None:
+    limiter = llm_limiter(f"redis://127.0.0.1:{closed_port()}/0", key, on_unavailable="local")
+    try:
+        reservation = await limiter.reserve(tokens=100)
+        await reservation.settle(tokens=40)  # refunded in process
+        await limiter.reserve(tokens=60)
+
+        async def one_more() -> None:
+            await limiter.reserve(tokens=1)
+
+        blocked = asyncio.create_task(one_more())
+        done, _ = await asyncio.wait({blocked}, timeout=0.2)
+        assert not done  # 100 tokens an hour, in process
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+    finally:
+        await limiter.aclose()
