@@ -18,7 +18,12 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from act_operator_lib.limits import RedisConcurrencyLimiter, RedisRateLimiter
+from act_operator_lib.limits import (
+    Rate,
+    RedisConcurrencyLimiter,
+    RedisMultiRateLimiter,
+    RedisRateLimiter,
+)
 
 URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PROCESSES, CALLERS, RATE, SECONDS, WINDOW = 4, 50, 100, 5.0, 0.998
@@ -114,19 +119,17 @@ async def median_latency(operation: object, rounds: int = 1000) -> float:
 
 
 async def alternating_medians(
-    first: Callable[[], Awaitable[object]],
-    second: Callable[[], Awaitable[object]],
-    rounds: int = 2000,
-) -> tuple[float, float]:
+    *operations: Callable[[], Awaitable[object]], rounds: int = 2000
+) -> list[float]:
     """Median latency (us) of each operation, samples taken in turn, so a noisy moment
-    of the shared machine weighs on both alike and their ratio stays fair."""
-    samples: tuple[list[float], list[float]] = ([], [])
+    of the shared machine weighs on all alike and their ratios stay fair."""
+    samples: list[list[float]] = [[] for _ in operations]
     for _ in range(rounds):
-        for operation, into in ((first, samples[0]), (second, samples[1])):
+        for operation, into in zip(operations, samples, strict=True):
             started = time.perf_counter()
             await operation()
             into.append(time.perf_counter() - started)
-    return statistics.median(samples[0]) * 1e6, statistics.median(samples[1]) * 1e6
+    return [statistics.median(taken) * 1e6 for taken in samples]
 
 
 async def latency() -> list[str]:
@@ -157,6 +160,40 @@ async def latency() -> list[str]:
     ]
 
 
+async def multi_rate_latency(rounds: int = 2000) -> list[str]:
+    """Uncontended acquire: two rates in one script call against one rate, and PING."""
+    key = f"bench:act_operator_lib:{uuid.uuid4().hex}"
+    client = Redis.from_url(URL)
+    single = RedisRateLimiter(client, f"{key}:single", 1_000_000)
+    multi = RedisMultiRateLimiter(
+        client,
+        f"{key}:multi",
+        requests=Rate(1_000_000, burst=1_000_000),
+        tokens=Rate(100_000_000, burst=100_000_000, default_cost=100),
+    )
+    try:
+        for _ in range(100):  # warm up: connections, script cache
+            await client.ping()
+            await single.acquire()
+            await multi.acquire()
+        ping, single_us, multi_us = await alternating_medians(
+            client.ping, single.acquire, multi.acquire, rounds=rounds
+        )
+    finally:
+        await single.aclose()
+        await multi.aclose()
+        names = [name async for name in client.scan_iter(match=f"{key}*")]
+        if names:
+            await client.delete(*names)
+        await client.aclose()
+    return [
+        f"| multi-rate acquire latency, not limited (requests + tokens; median of {rounds}, "
+        f"alternating) | RedisMultiRateLimiter **{multi_us:.0f} us** = "
+        f"**{multi_us / single_us:.2f} x RedisRateLimiter** ({single_us:.0f} us), "
+        f"{multi_us / ping:.2f} x PING | PING {ping:.0f} us |",
+    ]
+
+
 async def dead_holder() -> list[str]:
     key = f"bench:act_operator_lib:{uuid.uuid4().hex}"
     holder = await worker_process("hold", key)
@@ -179,7 +216,12 @@ async def dead_holder() -> list[str]:
 
 
 async def run() -> str:
-    rows = [*await shared_rate(), *await latency(), *await dead_holder()]
+    rows = [
+        *await shared_rate(),
+        *await latency(),
+        *await multi_rate_latency(),
+        *await dead_holder(),
+    ]
     return "\n".join(
         [
             "## Redis limits",
