@@ -102,6 +102,47 @@ async def test_a_call_one_rate_cannot_grant_takes_nothing_from_the_others(
         await limiter.aclose()
 
 
+def most_units_in_any_window(grants: list[tuple[int, int]], window_us: int) -> int:
+    """The most units granted inside any half-open window [t, t + window)."""
+    grants = sorted(grants)
+    most = 0
+    for start, _ in grants:
+        most = max(most, sum(units for time, units in grants if start <= time < start + window_us))
+    return most
+
+
+async def test_limiters_sharing_a_key_never_exceed_any_rate(redis_url: str, key: str) -> None:
+    costs = (30, 5, 10)  # tokens per call, one cost per limiter sharing the key
+    limiters = [
+        RedisMultiRateLimiter(
+            redis_url,
+            key,
+            requests=Rate(10, per=0.5, burst=10),
+            tokens=Rate(100, per=0.5, burst=100, default_cost=cost),
+        )
+        for cost in costs
+    ]
+
+    async def calls(limiter: RedisMultiRateLimiter, cost: int) -> list[tuple[int, int]]:
+        times = await asyncio.gather(*(limiter.acquire_with_grant_time() for _ in range(10)))
+        return [(round(time * 1_000_000), cost) for time in times if time is not None]
+
+    try:
+        grants = [
+            grant
+            for granted in await asyncio.gather(
+                *(calls(limiter, cost) for limiter, cost in zip(limiters, costs, strict=True))
+            )
+            for grant in granted
+        ]
+    finally:
+        for limiter in limiters:
+            await limiter.aclose()
+    assert len(grants) == 30
+    assert most_units_in_any_window([(time, 1) for time, _ in grants], 500_000) <= 10
+    assert most_units_in_any_window(grants, 500_000) <= 100
+
+
 async def test_redis_holds_one_entry_per_grant_whatever_its_units(
     redis_url: str, redis_client: Redis, key: str
 ) -> None:

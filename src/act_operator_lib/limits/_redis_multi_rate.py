@@ -80,7 +80,9 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     told when the windows will have room (nobody polls). An uncontended caller
     reserves and is granted in one call. A settled refund lets later callers go
     sooner; an extra charge holds them back; callers already sleeping keep their
-    turn. `pause` holds back every process sharing the key.
+    turn. `pause` holds back every process sharing the key. A caller cancelled
+    while waiting takes nothing from the windows; its turn on the schedules is
+    not handed back, which only makes the limits stricter for a moment.
 
     Memory in Redis follows grants, not units: one entry per grant and rate in
     the last ``per`` seconds. Keys: ``key`` (a hash: schedules, sums, pause) and,

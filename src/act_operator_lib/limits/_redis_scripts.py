@@ -359,7 +359,8 @@ return {0, now, due}
 # to the actual units (the sum follows), and the rate's TAT moves by the
 # difference: a refund lets later grants go sooner, an extra charge holds them
 # back. The difference is taken from the units stored, when there are any, so
-# the script run twice (a resend after a dropped connection) settles once.
+# the script run twice (a resend after a dropped connection) charges once; only
+# for a grant already out of its window would a second run move the TAT again.
 SETTLE_MULTI_RATE_SCRIPT: Final = (
     _CHECK_KIND
     + _MULTI_RATES
@@ -372,7 +373,7 @@ local update, tats = {'kind', ARGV[1]}, {}
 for i, rate in ipairs(rates) do
   tats[i] = tonumber(state[2 * i - 1]) or now
   local difference = actual[i] - estimates[i]
-  if at > now - rate.per then
+  if difference ~= 0 and at > now - rate.per then
     local sum = trim(i, tonumber(state[2 * i]) or 0)
     local stored = tonumber(redis.call('HGET', KEYS[2 * i + 1], id))
     if stored then difference = actual[i] - stored end
