@@ -297,3 +297,25 @@ async def test_local_falls_back_to_an_in_process_multi_rate_limit(key: str) -> N
             await blocked
     finally:
         await limiter.aclose()
+
+
+async def test_a_sum_drifted_above_the_log_is_mended_without_granting_past_the_limit(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisMultiRateLimiter(redis_url, key, tokens=Rate(100, per=HOUR, burst=100))
+    try:
+        await limiter.reserve(tokens=95)
+        await redis_client.hset(key, "sum:tokens", 1_000)  # as if tampered with
+
+        async def past_the_limit() -> None:
+            await limiter.reserve(tokens=10)
+
+        blocked = asyncio.create_task(past_the_limit())
+        done, _ = await asyncio.wait({blocked}, timeout=0.5)
+        assert not done  # the log holds 95 of the hour's 100 tokens
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        assert await redis_client.hget(key, "sum:tokens") == b"95"
+    finally:
+        await limiter.aclose()

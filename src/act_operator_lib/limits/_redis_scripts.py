@@ -249,11 +249,10 @@ local function trim(i, sum)
     redis.call('ZREM', grants, unpack(old))
     redis.call('HDEL', units, unpack(old))
   end
-  if sum <= 0 or redis.call('ZCARD', grants) == 0 then
-    redis.call('DEL', grants, units)
-    sum = 0
-  end
-  return sum
+  if sum < 0 then redis.call('DEL', grants, units) end
+  -- A sum above what the log holds (say, its keys deleted by hand) is mended by
+  -- the window check when the window looks full.
+  return math.max(sum, 0)
 end
 local function keep_alive(tats)
   local ttl = math.max((tonumber(limiter[4]) or 0) - now, 0)
@@ -302,8 +301,10 @@ if due <= now then
   for i, rate in ipairs(rates) do
     sums[i] = trim(i, sums[i])
     local keep = rate.capacity - costs[i]
-    if sums[i] > keep then
-      -- The oldest grants must leave the window until at most `keep` units remain.
+    -- The oldest grants must leave the window until at most `keep` units remain;
+    -- a second pass if the sum had drifted above what the log holds.
+    local pass = 1
+    while sums[i] > keep and pass <= 2 do
       local remaining, first = sums[i], 0
       local leaves = nil
       while not leaves do
@@ -323,9 +324,10 @@ if due <= now then
       end
       if leaves then
         due = math.max(due, leaves)
-      else
-        sums[i] = sums[i] - remaining  -- the sum had drifted from the log: use the log
+        break
       end
+      sums[i] = sums[i] - remaining
+      pass = pass + 1
     end
   end
   if due <= now then
