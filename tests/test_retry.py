@@ -7,13 +7,23 @@ delays are asserted exactly and nothing depends on the wall clock.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Literal
 
 import pytest
+from aiolimiter import AsyncLimiter
 from langgraph.errors import GraphInterrupt
 from langgraph.types import RetryPolicy
 
-from act_operator_lib import ConcurrencyLimiter, NodeResultError, NodeTimeoutError, RateLimiter
+import act_operator_lib
+from act_operator_lib import (
+    CallTimeoutError,
+    ConcurrencyLimiter,
+    NodeResultError,
+    NodeTimeoutError,
+    RateLimiter,
+    call_with_policies,
+)
 from act_operator_lib._retry import CallPolicy, retry_delay, run_attempts, run_attempts_sync
 
 NO_WAIT = RetryPolicy(max_attempts=3, initial_interval=0, jitter=False, retry_on=Exception)
@@ -325,3 +335,79 @@ def test_retry_delay_is_none_once_the_attempts_are_used_up() -> None:
 
     assert retry_delay(policy, ConnectionError(), 1) == 0.5
     assert retry_delay(policy, ConnectionError(), 2) is None
+
+
+# The public helper for a single call.
+
+
+@pytest.mark.looptime
+async def test_call_with_policies_retries_a_single_call_and_returns_its_result() -> None:
+    attempt = FailingFirst(ConnectionError("reset"))
+
+    result = await call_with_policies(attempt, retry=RetryPolicy(initial_interval=2, jitter=False))
+
+    assert result == "done"
+    assert attempt.started[1] - attempt.started[0] == 2
+
+
+@pytest.mark.looptime
+async def test_call_with_policies_raises_call_timeout_error_past_the_timeout() -> None:
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    with pytest.raises(CallTimeoutError) as raised:
+        await call_with_policies(hangs, timeout=3)
+    assert isinstance(raised.value, TimeoutError)
+    assert raised.value.timeout == 3
+
+
+async def test_call_with_policies_takes_a_token_per_attempt_from_an_aiolimiter() -> None:
+    limiter = AsyncLimiter(1000, 1)
+    attempt = FailingFirst(ConnectionError("reset"))
+
+    await call_with_policies(attempt, retry=NO_WAIT, rate_limiter=limiter)
+
+    assert len(attempt.started) == 2
+    assert not limiter.has_capacity(999)
+
+
+async def test_call_with_policies_holds_a_shared_slot_per_attempt() -> None:
+    slots = ConcurrencyLimiter(1)
+    seen: list[int] = []
+
+    async def attempt() -> str:
+        seen.append(slots.statistics().in_use)
+        return "done"
+
+    await call_with_policies(attempt, max_concurrency=slots)
+    assert seen == [1]
+    assert slots.statistics().in_use == 0
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda: call_with_policies(5), TypeError, "call_with_policies(fn=...)"),  # type: ignore[arg-type]
+        (
+            lambda: call_with_policies(FailingFirst(), max_concurrency=3),  # type: ignore[arg-type]
+            TypeError,
+            "ConcurrencyLimiter(3)",
+        ),
+        (lambda: call_with_policies(FailingFirst(), timeout=0), ValueError, "timeout"),
+        (
+            lambda: call_with_policies(FailingFirst(), rate_limiter=5),  # type: ignore[arg-type]
+            TypeError,
+            "rate_limiter",
+        ),
+    ],
+    ids=["fn not callable", "int max_concurrency", "zero timeout", "rate limiter not a limiter"],
+)
+async def test_call_with_policies_refuses_bad_arguments_naming_them(
+    call: Any, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=re.escape(words)):
+        await call()
+
+
+def test_retry_after_is_public_at_the_top() -> None:
+    assert act_operator_lib.retry_after(ServerError(retry_after=4)) == 4
