@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -340,6 +341,68 @@ async def test_dict_holding_an_unawaited_task_is_caught_and_the_task_cancelled()
         await ForgotTask()({})
     with pytest.raises(asyncio.CancelledError):
         await started[0]
+
+
+async def test_an_unawaited_gather_returned_from_execute_is_caught_and_cancelled():
+    gathered: list[asyncio.Future[list[str]]] = []
+
+    class ForgotGather(AsyncBaseNode):
+        async def execute(self, state):
+            gathered.append(asyncio.gather(fetch(), fetch()))
+            return gathered[0]
+
+    with pytest.raises(MissingAwaitError, match=r"asyncio\.gather\(\.\.\.\)") as raised:
+        await ForgotGather()({})
+    assert "coroutine" not in str(raised.value)
+    with pytest.raises(asyncio.CancelledError):
+        await gathered[0]
+
+
+async def test_an_unawaited_gather_in_an_update_leaves_nothing_to_warn_about():
+    class ForgotGather(AsyncBaseNode):
+        async def execute(self, state):
+            return {"results": asyncio.gather(fetch(), fetch())}
+
+    reported: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: reported.append(context["message"]))
+    try:
+        with pytest.raises(MissingAwaitError, match=r"'results'.*asyncio\.gather"):
+            await ForgotGather()({})
+        for _ in range(3):  # the cancelled children finish, then the gather
+            await asyncio.sleep(0)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+async def test_coroutines_in_a_list_value_of_the_update_are_caught_and_closed():
+    class ForgotInList(AsyncBaseNode):
+        async def execute(self, state):
+            return {"items": [fetch() for _ in range(3)]}
+
+    with pytest.raises(MissingAwaitError, match=r"the value of 'items' holds an un-awaited"):
+        await ForgotInList()({})
+
+
+async def test_coroutines_in_a_dict_value_of_the_update_are_caught_and_closed():
+    class ForgotInDict(AsyncBaseNode):
+        async def execute(self, state):
+            return {"by_url": {"a": fetch(), "b": fetch()}}
+
+    with pytest.raises(MissingAwaitError, match=r"'by_url'"):
+        await ForgotInDict()({})
+
+
+async def test_lists_and_dicts_of_plain_values_pass_unchanged():
+    update = {"items": [1, 2, 3], "by_url": {"a": "x"}, "empty": []}
+
+    class Plain(AsyncBaseNode):
+        async def execute(self, state):
+            return update
+
+    assert await Plain()({}) is update
 
 
 # Definitions are checked when the class statement runs.

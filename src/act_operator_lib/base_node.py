@@ -61,6 +61,7 @@ __all__ = ["AsyncBaseNode", "BaseNode"]
 
 _NODE_OPTIONS = ("name", "verbose", *POLICY_NAMES)
 _AWAITABLES = (types.CoroutineType, asyncio.Future)
+_CONTAINERS = frozenset((list, tuple, dict))
 _DEBUG = logging.DEBUG
 _NO_POLICY = CallPolicy()
 _perf_counter = time.perf_counter
@@ -284,7 +285,9 @@ class _Node(ABC):
         """Return ``result`` if LangGraph can merge it, else raise naming the node."""
         if type(result) is dict:
             for value in result.values():
-                if isinstance(value, _AWAITABLES):
+                if isinstance(value, _AWAITABLES) or (
+                    type(value) in _CONTAINERS and _holds_awaitable(value)
+                ):
                     raise _missing_await(self.name, result)
             return result
         if result is None or isinstance(result, Command):
@@ -293,9 +296,7 @@ class _Node(ABC):
 
     def _checked_other(self, result: Any) -> Any:
         if isinstance(result, dict):
-            for value in result.values():
-                if isinstance(value, _AWAITABLES):
-                    raise _missing_await(self.name, result)
+            self._checked(dict(result))
             return result
         if isinstance(result, _AWAITABLES):
             raise _missing_await(self.name, result)
@@ -322,27 +323,72 @@ def _declares_other_abstract_methods(cls: type) -> bool:
     return False
 
 
-def _missing_await(node: str, result: Any) -> MissingAwaitError:
-    """Close the stray coroutine(s) in ``result`` and build the error naming them."""
-    if isinstance(result, dict):
-        keys = [key for key, value in result.items() if isinstance(value, _AWAITABLES)]
-        for key in keys:
-            _discard(result[key])
-        where = f"the value of {', '.join(repr(key) for key in keys)} is"
+def _holds_awaitable(container: Any) -> bool:
+    """Whether a list, tuple or dict value of an update starts or ends with an awaitable.
+
+    The ends only, so the check costs the same for any size: a forgotten ``await``
+    in a comprehension (``[fetch(url) for url in urls]``) leaves every item one.
+    """
+    if not container:
+        return False
+    if type(container) is dict:
+        values = container.values()
+        first, last = next(iter(values)), next(reversed(values))
     else:
-        _discard(result)
+        first, last = container[0], container[-1]
+    return isinstance(first, _AWAITABLES) or isinstance(last, _AWAITABLES)
+
+
+def _missing_await(node: str, result: Any) -> MissingAwaitError:
+    """Close or cancel the stray awaitables in ``result`` and build the error naming them."""
+    if isinstance(result, dict):
+        keys = []
+        kinds = set()
+        for key, value in result.items():
+            found = _discard_all(value)
+            if found:
+                keys.append(key)
+                kinds.update(found)
+        inside = ", ".join(repr(key) for key in keys)
+        where = f"the value of {inside} {'holds' if len(keys) == 1 else 'hold'}"
+    else:
+        kinds = set(_discard_all(result))
         where = "it returned"
+    what = " and ".join(sorted(kinds))
     return MissingAwaitError(
-        f"node {node!r}: {where} an un-awaited coroutine; did you forget await? "
-        "Write `result = await operation()` and return the result."
+        f"node {node!r}: {where} {what}; did you forget await? Write "
+        "`result = await operation()` (for several, `await asyncio.gather(...)`) and "
+        "return the results."
     )
 
 
-def _discard(awaitable: Any) -> None:
+def _discard_all(value: Any) -> list[str]:
+    """Close or cancel ``value`` if awaitable, or the awaitables in it; say what they were."""
+    if isinstance(value, _AWAITABLES):
+        return [_discard(value)]
+    if type(value) in _CONTAINERS:
+        items = value.values() if type(value) is dict else value
+        return [_discard(item) for item in items if isinstance(item, _AWAITABLES)]
+    return []
+
+
+def _discard(awaitable: Any) -> str:
+    """Close an un-awaited coroutine or cancel a future so nothing warns; name its kind."""
     if isinstance(awaitable, types.CoroutineType):
         awaitable.close()
-    else:
-        awaitable.cancel()
+        return "an un-awaited coroutine"
+    awaitable.cancel()
+    # A cancelled gather() keeps its children's CancelledError as its exception;
+    # retrieving it keeps asyncio from logging "exception was never retrieved".
+    awaitable.add_done_callback(_retrieve)
+    if isinstance(awaitable, asyncio.Task):
+        return "an un-awaited task"
+    return "an un-awaited future (e.g. asyncio.gather(...))"
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Call:
