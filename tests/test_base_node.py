@@ -582,8 +582,9 @@ def test_verbose_node_logs_its_execution_in_a_graph(caplog):
     caplog.set_level(logging.DEBUG, logger="act_operator_lib")
     one_node_graph(SyncStateOnly(verbose=True)).invoke({"text": "x"})
     messages = [record.getMessage() for record in caplog.records]
-    assert any(message.startswith("[SyncStateOnly] Executing") for message in messages)
-    assert any(message.startswith("[SyncStateOnly] Completed") for message in messages)
+    # Inside a graph the node is named after its graph node ("node"), not its class.
+    assert any(message.startswith("[node] Executing") for message in messages)
+    assert any(message.startswith("[node] Completed") for message in messages)
 
 
 def test_thread_id_and_tags_helpers_tolerate_missing_config():

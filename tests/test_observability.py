@@ -484,3 +484,49 @@ async def test_the_node_span_is_current_while_execute_runs(spans):
     assert outer.context is not None
     assert current == [outer.context.span_id]
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+# Names: the graph node's inside a graph, unless name= is given.
+
+
+class CheckAPI(AsyncBaseNode):
+    async def execute(self, state):
+        return {}
+
+
+def graph_with(name: str, node: Any) -> Any:
+    builder = StateGraph(State)
+    builder.add_node(name, node)
+    builder.add_edge(START, name)
+    builder.add_edge(name, END)
+    return builder.compile()
+
+
+async def test_inside_a_graph_statistics_are_named_after_the_graph_node():
+    node = CheckAPI()
+    await graph_with("check_api", node).ainvoke({})
+
+    assert node.statistics().node == "check_api"
+    assert "check_api" in observability.snapshot()
+
+
+async def test_inside_a_graph_log_records_and_spans_are_named_after_the_graph_node(caplog, spans):
+    caplog.set_level(logging.DEBUG, logger="act_operator_lib.node")
+    await graph_with("check_api", CheckAPI()).ainvoke({})
+
+    assert {record.node for record in records(caplog, "end")} == {"check_api"}  # type: ignore[attr-defined]
+    assert [span.name for span in spans.get_finished_spans()] == ["check_api"]
+
+
+async def test_a_given_name_wins_over_the_graph_node_name():
+    node = CheckAPI(name="api-check")
+    await graph_with("check_api", node).ainvoke({})
+
+    assert node.statistics().node == "api-check"
+
+
+async def test_outside_a_graph_a_node_is_named_after_its_class():
+    node = CheckAPI()
+    await node({})
+
+    assert node.statistics().node == "CheckAPI"

@@ -72,7 +72,12 @@ class _Node(ABC):
     """What `BaseNode` and `AsyncBaseNode` share; not meant to be subclassed directly."""
 
     name: str
-    """The node's name: the class name unless ``name=`` is given."""
+    """The node's name in statistics, logs, spans and errors.
+
+    ``name=`` (or a ``name`` class attribute) if given; otherwise the graph node's name
+    once the node has run in a graph (``add_node("fetch", Fetch())`` -> ``"fetch"``),
+    and the class name before that or when called directly.
+    """
     verbose: bool = False
     """Whether `log` writes anything."""
     timeout: float | timedelta | TimeoutPolicy | None = None
@@ -122,7 +127,8 @@ class _Node(ABC):
         """Configure the node.
 
         Args:
-            name: The node's name in logs, errors and statistics (default: the class name).
+            name: The node's name in logs, spans, errors and statistics (default: the
+                graph node's name inside a graph, else the class name).
             verbose: Whether `log` writes debug records (default False).
             timeout: Seconds (or a LangGraph ``TimeoutPolicy`` with ``run_timeout``) each
                 attempt may run; AsyncBaseNode only.
@@ -188,6 +194,12 @@ class _Node(ABC):
         policies while nobody watches: no observer added, no tracer, no DEBUG logging.
         """
         recorder = self._recorder or self._set_up({})
+        if config and not self._name_given:
+            metadata = config.get("metadata")
+            if metadata:
+                graph_name = metadata.get("langgraph_node")
+                if graph_name and graph_name != recorder.name:
+                    self.name = recorder.name = graph_name
         now = _perf_counter()
         if now >= observers.global_checked_until:
             observers.look_for_global_provider(now)
@@ -196,7 +208,7 @@ class _Node(ABC):
         return _Call(self.name, recorder, observers.start(self.name))
 
     def _timeout_error(self, seconds: float) -> NodeTimeoutError:
-        return NodeTimeoutError(self.name, seconds)
+        return NodeTimeoutError(self.name, seconds, type(self).__qualname__)
 
     def statistics(self) -> NodeStatistics:
         """A snapshot of this node's calls, outcomes, waits and latencies.
