@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from langgraph.store.memory import InMemoryStore
+from langgraph.types import RetryPolicy
 
 from act_operator_lib import (
     AsyncBaseNode,
@@ -1006,6 +1007,14 @@ ROWS = [
         lambda: node_class(AsyncBaseNode, execute=async_execute, retry=5),
         TypeError,
         ("retry", "RetryPolicy(max_attempts=3)"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attribute retries = RetryPolicy()",
+        lambda: node_class(AsyncBaseNode, execute=async_execute, retries=RetryPolicy()),
+        NodeDefinitionError,
+        ("retries", "did you mean `retry`?"),
     ),
     Row(
         "base_node",

@@ -14,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
-from langgraph.types import Command
+from langgraph.types import Command, RetryPolicy
 from pydantic import BaseModel
 
 from act_operator_lib import (
@@ -25,6 +25,7 @@ from act_operator_lib import (
     NodeDefinitionError,
     NodeResultError,
     NodeRuntime,
+    RateLimiter,
 )
 
 
@@ -612,3 +613,49 @@ def test_node_runtime_supports_override_replace_copy_and_equality():
     assert dataclasses.replace(runtime, context=None).context is None
     assert copy.deepcopy(runtime) == runtime
     assert NodeRuntime(context=1).context == 1
+
+
+# Class attributes that look like misspelled policies fail at class definition.
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "policy"),
+    [
+        ("retries", RetryPolicy(max_attempts=3), "retry"),
+        ("time_out", 5, "timeout"),
+        ("timeouts", 5.0, "timeout"),
+        ("ratelimit", RateLimiter(5), "rate_limit"),
+        ("rate_limits", RateLimiter(5), "rate_limit"),
+        ("rate_limiter", RateLimiter(5), "rate_limit"),
+        ("max_concurrent", 4, "max_concurrency"),
+        ("concurrency", 4, "max_concurrency"),
+    ],
+)
+def test_a_misspelled_policy_attribute_fails_at_class_definition(attribute, value, policy):
+    with pytest.raises(
+        NodeDefinitionError, match=rf"attribute `{attribute}`.*did you mean `{policy}`\?"
+    ):
+        type("Misspelled", (AsyncBaseNode,), {attribute: value, "execute": _async_execute})
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("timeout_s", 5),
+        ("retry_count", 3),
+        ("timeouts", {"connect": 5}),
+        ("retries", 3),
+        ("max_items", 4),
+        ("timer", 1.5),
+    ],
+)
+def test_user_attributes_that_are_not_policy_typos_keep_working(attribute, value):
+    node_class = type(
+        "OwnSettings", (AsyncBaseNode,), {attribute: value, "execute": _async_execute}
+    )
+
+    assert getattr(node_class(), attribute) == value
+
+
+async def _async_execute(self: Any, state: Any) -> dict[str, Any]:
+    return {}

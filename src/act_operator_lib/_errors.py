@@ -107,30 +107,27 @@ class NodeTimeoutError(ActOperatorError, TimeoutError, ConnectionError, LangGrap
 
     Attributes:
         node: The node's name.
-        node_class: The node's class name, or None.
         timeout: The limit, in seconds (also ``run_timeout``, as LangGraph's).
         elapsed: Seconds the attempt ran (the limit).
         kind: ``"run"``: a per-attempt limit on the whole run of ``execute``.
     """
 
-    def __init__(self, node: str, timeout: float, node_class: str | None = None) -> None:
+    def __init__(self, node: str, timeout: float) -> None:
         self.node = node
         self.timeout = timeout
         self.run_timeout = timeout
         self.idle_timeout = None
         self.elapsed = timeout
         self.kind = "run"
-        self.node_class = node_class
-        named = f"{node!r}" if node_class in (None, node) else f"{node!r} ({node_class})"
         # The builtin's __init__, not LangGraph's (which builds its own message).
         TimeoutError.__init__(
             self,
-            f"node {named} timed out after {timeout:g}s; raise its `timeout` "
+            f"node {node!r} timed out after {timeout:g}s; raise its `timeout` "
             "or make the work faster",
         )
 
-    def __reduce__(self) -> tuple[type[NodeTimeoutError], tuple[str, float, str | None]]:
-        return (type(self), (self.node, self.timeout, self.node_class))
+    def __reduce__(self) -> tuple[type[NodeTimeoutError], tuple[str, float]]:
+        return (type(self), (self.node, self.timeout))
 
 
 class ItemTimeoutError(ActOperatorError, TimeoutError):

@@ -8,6 +8,8 @@ under. `call_with_policies` resolves its arguments here too.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ __all__ = [
     "ASYNC_ONLY_POLICIES",
     "POLICY_NAMES",
     "NodePolicies",
+    "check_misspelled_policies",
     "resolve_concurrency_limiter",
     "resolve_policies",
     "resolve_rate_limiter",
@@ -64,6 +67,63 @@ class NodePolicies:
             or self.rate_limit is not None
             or self.max_concurrency is not None
         )
+
+
+def check_misspelled_policies(owner: str, namespace: Mapping[str, Any]) -> None:
+    """Refuse a class attribute that looks like a misspelled policy (``retries = RetryPolicy()``).
+
+    Such an attribute would be silently ignored. Flagged: a name close to a policy's
+    (difflib; plurals count: ``retries``, ``time_out``, ``ratelimit``, ``max_concurrent``)
+    holding a value that policy takes. Not flagged: the policy name extended with
+    ``_...`` (``timeout_s``), private names, methods, and values the policy could not
+    take (``timeouts = {"connect": 5}``).
+
+    Raises:
+        NodeDefinitionError: naming the attribute and the policy it resembles.
+    """
+    for name, value in namespace.items():
+        if name.startswith("_") or name in POLICY_NAMES or not _plain_value(value):
+            continue
+        close = difflib.get_close_matches(_singular(name.lower()), POLICY_NAMES, n=1, cutoff=0.8)
+        if not close or name.startswith(f"{close[0]}_") or not _could_be(close[0], value):
+            continue
+        raise NodeDefinitionError(
+            f"{owner}: attribute `{name}` looks like a misspelled policy and would be "
+            f"ignored; did you mean `{close[0]}`? Node policies are "
+            f"{', '.join(POLICY_NAMES)}. If `{name}` is your own setting, give it a "
+            f"name that is not so close to `{close[0]}` (e.g. `{close[0]}_setting`)."
+        )
+
+
+def _singular(name: str) -> str:
+    if name.endswith("ies"):
+        return name[:-3] + "y"
+    return name.removesuffix("s")
+
+
+def _plain_value(value: object) -> bool:
+    return not (
+        inspect.isroutine(value) or isinstance(value, type | property | classmethod | staticmethod)
+    )
+
+
+def _could_be(policy: str, value: object) -> bool:
+    """Whether ``value`` is of a kind the policy named ``policy`` takes."""
+    if policy == "timeout":
+        return isinstance(value, int | float | timedelta | TimeoutPolicy) and not isinstance(
+            value, bool
+        )
+    if policy == "retry":
+        return isinstance(value, RetryPolicy) or (
+            isinstance(value, list | tuple)
+            and bool(value)
+            and all(isinstance(item, RetryPolicy) for item in value)
+        )
+    if policy == "rate_limit":
+        return isinstance(value, SupportsAcquire)
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(
+        value, SupportsRelease
+    )
 
 
 def resolve_policies(

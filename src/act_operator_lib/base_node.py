@@ -44,7 +44,12 @@ from langgraph.types import Command, RetryPolicy, TimeoutPolicy
 from act_operator_lib import streaming
 from act_operator_lib._errors import MissingAwaitError, NodeResultError, NodeTimeoutError
 from act_operator_lib._interrupts import reuse_interrupt_answers
-from act_operator_lib._policies import POLICY_NAMES, NodePolicies, resolve_policies
+from act_operator_lib._policies import (
+    POLICY_NAMES,
+    NodePolicies,
+    check_misspelled_policies,
+    resolve_policies,
+)
 from act_operator_lib._retry import CallPolicy, run_attempts, run_attempts_sync
 from act_operator_lib._signature import ACCEPTS_CONFIG, ACCEPTS_RUNTIME, check_execute
 from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
@@ -72,11 +77,10 @@ class _Node(ABC):
     """What `BaseNode` and `AsyncBaseNode` share; not meant to be subclassed directly."""
 
     name: str
-    """The node's name in statistics, logs, spans and errors.
+    """The node's name: the class name unless ``name=`` is given.
 
-    ``name=`` (or a ``name`` class attribute) if given; otherwise the graph node's name
-    once the node has run in a graph (``add_node("fetch", Fetch())`` -> ``"fetch"``),
-    and the class name before that or when called directly.
+    Statistics, log records and spans use it when it was given; otherwise, inside a
+    graph, the graph node's name (``add_node("fetch", Fetch())`` -> ``"fetch"``).
     """
     verbose: bool = False
     """Whether `log` writes anything."""
@@ -110,6 +114,7 @@ class _Node(ABC):
             cls.name = cls.__name__
         if cls.__module__ == __name__:
             return
+        check_misspelled_policies(f"class {cls.__qualname__}", vars(cls))
         if any(option in vars(cls) for option in POLICY_NAMES):
             # Checked here so a bad policy fails at import, not at the first call.
             resolve_policies(
@@ -199,16 +204,16 @@ class _Node(ABC):
             if metadata:
                 graph_name = metadata.get("langgraph_node")
                 if graph_name and graph_name != recorder.name:
-                    self.name = recorder.name = graph_name
+                    recorder.name = graph_name
         now = _perf_counter()
         if now >= observers.global_checked_until:
             observers.look_for_global_provider(now)
         if self._call_policy is None and not observers.watching and not _debug_enabled(_DEBUG):
             return None
-        return _Call(self.name, recorder, observers.start(self.name))
+        return _Call(recorder.name, recorder, observers.start(recorder.name))
 
     def _timeout_error(self, seconds: float) -> NodeTimeoutError:
-        return NodeTimeoutError(self.name, seconds, type(self).__qualname__)
+        return NodeTimeoutError(self.name, seconds)
 
     def statistics(self) -> NodeStatistics:
         """A snapshot of this node's calls, outcomes, waits and latencies.
@@ -229,12 +234,13 @@ class _Node(ABC):
         """
         if not self.verbose:
             return
+        name = (self._recorder or self._set_up({})).name
         LOGGER.debug(
             "[%s] %s%s",
-            self.name,
+            name,
             message,
             "".join(f" {key}={value!r}" for key, value in context.items()),
-            extra={"node": self.name, "context": context},
+            extra={"node": name, "context": context},
         )
 
     @staticmethod
