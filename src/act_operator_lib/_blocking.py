@@ -1,6 +1,17 @@
-"""Event-loop block detection: a watchdog thread plus a tick scheduled on the loop.
+"""Event-loop block detection: on by default where async nodes run, and `detect_blocking`.
 
-The loop runs a tick every ``threshold / 5`` seconds. A watchdog thread wakes at
+By default, the first async node call on an event loop starts a watchdog thread
+for that loop (`watch_running_loop`; a process that never runs an async node starts
+none). Every ``threshold / 5`` seconds it asks the loop to answer
+(``call_soon_threadsafe``); while the answer is overdue it samples the loop
+thread's stack, and a late answer past the threshold that caught a node on the
+stack becomes an `EventLoopBlockedWarning` naming the node, the duration and the
+call site. `set_block_detection` (or the ``ACT_OPERATOR_LIB_BLOCK_DETECTION=off``
+environment variable) switches it off. The thread ends when its loop closes.
+
+`detect_blocking` watches one ``async with`` block and reports every block, in a
+node or not, with its own threshold. The loop runs a tick every ``threshold / 5``
+seconds. A watchdog thread wakes at
 the same rate; when the tick is overdue, the loop thread is stuck in some
 callback, so the watchdog samples that thread's stack
 (``sys._current_frames()``) and keeps the innermost node frame and the innermost
@@ -8,8 +19,9 @@ Python frame. When the tick finally runs, it is late by about how long the loop
 was held; past the threshold, the tick (on the loop thread) turns the samples
 into `LoopBlock` records and `EventLoopBlockedWarning` warnings.
 
-Nothing runs on a node's call path, so nodes pay nothing for it; the cost is the
-tick (a timer handle every ``threshold / 5`` seconds) and the watchdog's wake-ups.
+On a node's call path the default detection costs one check that the running
+loop is the one last seen; the rest is the watchdog's wake-ups and one callback on
+the loop every ``threshold / 5`` seconds.
 """
 
 from __future__ import annotations
@@ -17,19 +29,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import linecache
+import os
 import sys
 import threading
 import time
 import warnings
+import weakref
 from types import FrameType, TracebackType
 from typing import Any
 
-from act_operator_lib.base_node import _Node
-
-__all__ = ["BlockDetector", "EventLoopBlockedWarning", "LoopBlock", "detect_blocking"]
+__all__ = [
+    "BlockDetector",
+    "EventLoopBlockedWarning",
+    "LoopBlock",
+    "detect_blocking",
+    "set_block_detection",
+    "watch_running_loop",
+]
 
 DEFAULT_THRESHOLD = 0.1
 THREAD_NAME = "act-operator-lib block detector"
+DEFAULT_THREAD_NAME = "act-operator-lib default block detector"
+ENVIRONMENT_VARIABLE = "ACT_OPERATOR_LIB_BLOCK_DETECTION"
+"""Set to ``off`` (or ``0``, ``false``, ``no``) to start with default detection off."""
 _TICKS_PER_THRESHOLD = 5
 
 
@@ -148,6 +170,7 @@ class BlockDetector:
             # In asyncio debug mode, agree with the loop's own slow-callback log.
             self.threshold = loop.slow_callback_duration if loop.get_debug() else DEFAULT_THRESHOLD
         self._loop = loop
+        _explicitly_watched[loop] = _explicitly_watched.get(loop, 0) + 1
         self._loop_thread_id = threading.get_ident()
         self._interval = self.threshold / _TICKS_PER_THRESHOLD
         self._schedule_tick(time.monotonic())
@@ -169,6 +192,10 @@ class BlockDetector:
             raise error
 
     def _stop(self) -> None:
+        if self._loop is not None and self._loop in _explicitly_watched:
+            _explicitly_watched[self._loop] -= 1
+            if not _explicitly_watched[self._loop]:
+                del _explicitly_watched[self._loop]
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -255,7 +282,149 @@ def detect_blocking(threshold: float | None = None) -> BlockDetector:
     return BlockDetector(threshold)
 
 
+_explicitly_watched: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+    weakref.WeakKeyDictionary()
+)
+"""Loops inside a `detect_blocking` block, which then reports instead of the default."""
+
+
+class _LoopWatch:
+    """The default detector of one event loop: a watchdog thread that pings the loop."""
+
+    __slots__ = (
+        "_interval",
+        "_lock",
+        "_loop",
+        "_loop_thread_id",
+        "_samples",
+        "_sent",
+        "_stopped",
+        "threshold",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+        self._loop = loop
+        self._loop_thread_id = threading.get_ident()
+        self.threshold = threshold
+        self._interval = threshold / _TICKS_PER_THRESHOLD
+        self._lock = threading.Lock()
+        self._sent: float | None = None
+        self._samples: list[_Sample] = []
+        self._stopped = threading.Event()
+
+    def start(self) -> _LoopWatch:
+        threading.Thread(target=self._watch, name=DEFAULT_THREAD_NAME, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        """Runs on the watchdog thread until the loop closes or detection is switched off."""
+        loop = self._loop
+        while not self._stopped.wait(self._interval):
+            if loop.is_closed():
+                return
+            if not loop.is_running():
+                continue
+            with self._lock:
+                sent = self._sent
+            now = time.monotonic()
+            if sent is None:
+                with self._lock:
+                    self._sent = now
+                try:
+                    loop.call_soon_threadsafe(self._answer)
+                except RuntimeError:  # closed in between
+                    return
+            elif now - sent > self._interval:
+                frame = sys._current_frames().get(self._loop_thread_id)
+                if frame is not None:
+                    sample = _sample(frame)
+                    with self._lock:
+                        self._samples.append(sample)
+
+    def _answer(self) -> None:
+        """Runs on the loop: how late the answer is is how long the loop was held."""
+        now = time.monotonic()
+        with self._lock:
+            sent, self._sent = self._sent, None
+            samples, self._samples = self._samples, []
+        if sent is None or now - sent < self.threshold or not samples:
+            return
+        if self._loop in _explicitly_watched:
+            return
+        for block, sample in _blocks_from(samples, now - sent, now, self._interval):
+            if block.node is not None and sample is not None and sample.filename is not None:
+                warnings.warn_explicit(
+                    block.describe(), EventLoopBlockedWarning, sample.filename, sample.lineno
+                )
+
+
+class _DefaultDetection:
+    """Whether async node calls start a watchdog for their loop, and the loops watched."""
+
+    __slots__ = ("enabled", "loop", "threshold", "watches")
+
+    def __init__(self) -> None:
+        setting = os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower()
+        self.enabled = setting not in ("off", "0", "false", "no")
+        self.threshold = DEFAULT_THRESHOLD
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop of the last async node call: a call on it has nothing to start."""
+        self.watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatch] = (
+            weakref.WeakKeyDictionary()
+        )
+
+
+default_detection = _DefaultDetection()
+
+
+def watch_running_loop() -> None:
+    """Start the default detector of the running loop (once per loop), if it is on.
+
+    Called by an async node call when its loop is not the one last seen.
+    """
+    loop = asyncio.get_running_loop()
+    default_detection.loop = loop
+    if default_detection.enabled and loop not in default_detection.watches:
+        default_detection.watches[loop] = _LoopWatch(loop, default_detection.threshold).start()
+
+
+def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Switch the default block detection of async nodes on or off, for the whole process.
+
+    On by default (unless ``ACT_OPERATOR_LIB_BLOCK_DETECTION=off`` is set): the first
+    async node call on an event loop starts a watchdog for it, and a node that holds
+    the loop longer than ``threshold`` seconds gets an `EventLoopBlockedWarning`
+    naming it, the duration and the blocking line. Off stops the running watchdogs.
+
+    Example::
+
+        from act_operator_lib.diagnostics import set_block_detection
+
+        set_block_detection(False)                   # e.g. in production
+        set_block_detection(True, threshold=0.05)    # stricter, e.g. in tests
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_block_detection(enabled=...) must be True or False, got {enabled!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not threshold > 0:
+        raise ValueError(
+            "set_block_detection(threshold=...) must be a positive number of seconds, "
+            f"got {threshold!r}"
+        )
+    for watch in list(default_detection.watches.values()):
+        watch.stop()
+    default_detection.watches.clear()
+    default_detection.enabled = enabled
+    default_detection.threshold = float(threshold)
+    default_detection.loop = None
+
+
 def _sample(top: FrameType) -> _Sample:
+    # Imported here: base_node imports this module to start the default detector.
+    from act_operator_lib.base_node import AsyncBaseNode, BaseNode
+
     node: str | None = None
     node_frame: FrameType | None = None
     frame: FrameType | None = top
@@ -263,8 +432,8 @@ def _sample(top: FrameType) -> _Sample:
         code = frame.f_code
         if code.co_argcount and code.co_varnames[0] == "self":
             owner: Any = frame.f_locals.get("self")
-            if isinstance(owner, _Node):
-                node, node_frame = owner.name, frame
+            if isinstance(owner, AsyncBaseNode | BaseNode):
+                node, node_frame = owner.observed_name, frame
                 break
         frame = frame.f_back
     filename = top.f_code.co_filename

@@ -42,6 +42,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, RetryPolicy, TimeoutPolicy
 
 from act_operator_lib import streaming
+from act_operator_lib._blocking import default_detection, watch_running_loop
 from act_operator_lib._errors import MissingAwaitError, NodeResultError, NodeTimeoutError
 from act_operator_lib._interrupts import reuse_interrupt_answers
 from act_operator_lib._policies import (
@@ -70,6 +71,7 @@ _CONTAINERS = frozenset((list, tuple, dict))
 _DEBUG = logging.DEBUG
 _NO_POLICY = CallPolicy()
 _perf_counter = time.perf_counter
+_get_running_loop = asyncio.get_running_loop
 _debug_enabled = LOGGER.isEnabledFor
 
 
@@ -214,6 +216,20 @@ class _Node(ABC):
 
     def _timeout_error(self, seconds: float) -> NodeTimeoutError:
         return NodeTimeoutError(self.name, seconds)
+
+    @property
+    def observed_name(self) -> str:
+        """The name statistics, log records, spans and block warnings use for this node.
+
+        `name` when it was given; otherwise the graph node's name once the node has
+        run in a graph, else the class name.
+
+        Example::
+
+            builder.add_node("check_api", CheckAPI())   # observed_name: "check_api"
+        """
+        recorder = self._recorder
+        return self.name if recorder is None else recorder.name
 
     def statistics(self) -> NodeStatistics:
         """A snapshot of this node's calls, outcomes, waits and latencies.
@@ -564,6 +580,8 @@ class AsyncBaseNode(_Node):
         runtime: Runtime[Any] | None = None,
     ) -> Any:
         """Await ``execute`` with the arguments it declares, under the policies, and check it."""
+        if default_detection.loop is not _get_running_loop():
+            watch_running_loop()
         call = self._begin(config)
         if call is None:
             recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
