@@ -299,6 +299,7 @@ class _LoopWatch:
         "_samples",
         "_sent",
         "_stopped",
+        "alive",
         "threshold",
     )
 
@@ -311,16 +312,29 @@ class _LoopWatch:
         self._sent: float | None = None
         self._samples: list[_Sample] = []
         self._stopped = threading.Event()
+        self.alive = True
+        """False once the loop closed or detection was switched off."""
 
     def start(self) -> _LoopWatch:
         threading.Thread(target=self._watch, name=DEFAULT_THREAD_NAME, daemon=True).start()
         return self
 
     def stop(self) -> None:
+        self.alive = False
         self._stopped.set()
+
+    def stale(self) -> bool:
+        """Whether a node call on this thread must look for its loop's watch again."""
+        return not self.alive or self._loop.is_closed()
 
     def _watch(self) -> None:
         """Runs on the watchdog thread until the loop closes or detection is switched off."""
+        try:
+            self._ping_and_sample()
+        finally:
+            self.alive = False
+
+    def _ping_and_sample(self) -> None:
         loop = self._loop
         while not self._stopped.wait(self._interval):
             if loop.is_closed():
@@ -352,43 +366,71 @@ class _LoopWatch:
             samples, self._samples = self._samples, []
         if sent is None or now - sent < self.threshold or not samples:
             return
-        if self._loop in _explicitly_watched:
+        in_nodes = [sample for sample in samples if sample.node is not None]
+        if not in_nodes or self._loop in _explicitly_watched:
             return
-        for block, sample in _blocks_from(samples, now - sent, now, self._interval):
-            if block.node is not None and sample is not None and sample.filename is not None:
-                warnings.warn_explicit(
-                    block.describe(), EventLoopBlockedWarning, sample.filename, sample.lineno
-                )
+        # One warning per stall, for the node seen most; its first sample is the site.
+        culprit = max({sample.node for sample in in_nodes}, key=[s.node for s in in_nodes].count)
+        sample = next(sample for sample in in_nodes if sample.node == culprit)
+        block = LoopBlock(
+            node=culprit,
+            duration=now - sent,
+            location=sample.location,
+            source=sample.source,
+            node_location=sample.node_location,
+        )
+        warnings.warn_explicit(
+            block.describe(), EventLoopBlockedWarning, sample.filename or "", sample.lineno
+        )
+
+
+class _Off:
+    """Stands for the watch of a thread while detection is off: nothing to start."""
+
+    __slots__ = ()
+
+    def stale(self) -> bool:
+        return False
 
 
 class _DefaultDetection:
     """Whether async node calls start a watchdog for their loop, and the loops watched."""
 
-    __slots__ = ("enabled", "loop", "threshold", "watches")
+    __slots__ = ("by_thread", "enabled", "threshold", "watches")
 
     def __init__(self) -> None:
         setting = os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower()
         self.enabled = setting not in ("off", "0", "false", "no")
         self.threshold = DEFAULT_THRESHOLD
-        self.loop: asyncio.AbstractEventLoop | None = None
-        """The loop of the last async node call: a call on it has nothing to start."""
         self.watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatch] = (
             weakref.WeakKeyDictionary()
         )
+        self.by_thread: dict[int, _LoopWatch | _Off] = {}
+        """The watch of the loop each thread last ran a node on. Found by thread id,
+        because asking for the running loop costs a system call (getpid) per node call."""
 
 
 default_detection = _DefaultDetection()
+_OFF = _Off()
 
 
 def watch_running_loop() -> None:
     """Start the default detector of the running loop (once per loop), if it is on.
 
-    Called by an async node call when its loop is not the one last seen.
+    Called by an async node call when its thread has no watch, or a stale one (its
+    loop closed: e.g. the next ``asyncio.run`` in that thread).
     """
     loop = asyncio.get_running_loop()
-    default_detection.loop = loop
-    if default_detection.enabled and loop not in default_detection.watches:
-        default_detection.watches[loop] = _LoopWatch(loop, default_detection.threshold).start()
+    thread = threading.get_ident()
+    if not default_detection.enabled:
+        default_detection.by_thread[thread] = _OFF
+        return
+    watch = default_detection.watches.get(loop)
+    if watch is None or not watch.alive:
+        watch = default_detection.watches[loop] = _LoopWatch(
+            loop, default_detection.threshold
+        ).start()
+    default_detection.by_thread[thread] = watch
 
 
 def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) -> None:
@@ -416,9 +458,9 @@ def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) 
     for watch in list(default_detection.watches.values()):
         watch.stop()
     default_detection.watches.clear()
+    default_detection.by_thread.clear()
     default_detection.enabled = enabled
     default_detection.threshold = float(threshold)
-    default_detection.loop = None
 
 
 def _sample(top: FrameType) -> _Sample:
@@ -437,10 +479,12 @@ def _sample(top: FrameType) -> _Sample:
                 break
         frame = frame.f_back
     filename = top.f_code.co_filename
-    lineno = top.f_lineno
+    # f_lineno is None while a frame runs code with no line (e.g. its prologue).
+    lineno = top.f_lineno or top.f_code.co_firstlineno
     node_location = None
     if node_frame is not None and node_frame is not top:
-        node_location = f"{node_frame.f_code.co_filename}:{node_frame.f_lineno}"
+        node_line = node_frame.f_lineno or node_frame.f_code.co_firstlineno
+        node_location = f"{node_frame.f_code.co_filename}:{node_line}"
     warn_at = node_frame if node_frame is not None else top
     return _Sample(
         at=time.monotonic(),
@@ -449,7 +493,7 @@ def _sample(top: FrameType) -> _Sample:
         source=linecache.getline(filename, lineno).strip() or None,
         node_location=node_location,
         filename=warn_at.f_code.co_filename,
-        lineno=warn_at.f_lineno,
+        lineno=warn_at.f_lineno or warn_at.f_code.co_firstlineno,
     )
 
 

@@ -127,15 +127,21 @@ async def run_attempts(
     slots = policy.concurrency_limiter
     rate_limiter = policy.rate_limiter
     timeout = policy.timeout
+    # Waits are measured on the loop's clock (fake clocks see them), read once.
+    clock = (
+        asyncio.get_running_loop().time
+        if observer is not None and (slots is not None or rate_limiter is not None)
+        else None
+    )
     failed = 0
     while True:
         took_token = False
         try:
             if slots is not None:
-                await _acquire(slots, "concurrency", observer)
+                await _acquire(slots, "concurrency", observer, clock)
             try:
                 if rate_limiter is not None:
-                    await _acquire(rate_limiter, "rate", observer)
+                    await _acquire(rate_limiter, "rate", observer, clock)
                     took_token = True
                 if timeout is None:
                     return await attempt()
@@ -217,14 +223,14 @@ async def _acquire(
     limiter: SupportsAcquire,
     kind: Literal["concurrency", "rate"],
     observer: AttemptObserver | None,
+    clock: Callable[[], float] | None,
 ) -> None:
-    if observer is None:
+    if observer is None or clock is None:
         await limiter.acquire()
         return
-    loop = asyncio.get_running_loop()
-    asked = loop.time()
+    asked = clock()
     await limiter.acquire()
-    observer.waited(kind, loop.time() - asked)
+    observer.waited(kind, clock() - asked)
 
 
 def retry_delay(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import types
 from abc import ABC, abstractmethod
@@ -71,7 +72,8 @@ _CONTAINERS = frozenset((list, tuple, dict))
 _DEBUG = logging.DEBUG
 _NO_POLICY = CallPolicy()
 _perf_counter = time.perf_counter
-_get_running_loop = asyncio.get_running_loop
+_get_ident = threading.get_ident
+_watch_of_thread = default_detection.by_thread.get
 _debug_enabled = LOGGER.isEnabledFor
 
 
@@ -194,8 +196,8 @@ class _Node(ABC):
         recorder = self._recorder = NodeRecorder(self.name)
         return recorder
 
-    def _begin(self, config: RunnableConfig | None) -> _Call | None:
-        """Start observing a call; None when it may take the plain path.
+    def _begin(self, config: RunnableConfig | None, now: float) -> _Call | None:
+        """Start observing a call that starts ``now``; None when it may take the plain path.
 
         The plain path (both node kinds' one fast path) is for a node without
         policies while nobody watches: no observer added, no tracer, no DEBUG logging.
@@ -207,12 +209,11 @@ class _Node(ABC):
                 graph_name = metadata.get("langgraph_node")
                 if graph_name and graph_name != recorder.name:
                     recorder.name = graph_name
-        now = _perf_counter()
         if now >= observers.global_checked_until:
             observers.look_for_global_provider(now)
         if self._call_policy is None and not observers.watching and not _debug_enabled(_DEBUG):
             return None
-        return _Call(recorder.name, recorder, observers.start(recorder.name))
+        return _Call(recorder.name, recorder, observers.start(recorder.name), now)
 
     def _timeout_error(self, seconds: float) -> NodeTimeoutError:
         return NodeTimeoutError(self.name, seconds)
@@ -431,13 +432,17 @@ class _Call:
     __slots__ = ("attempts", "following", "name", "recorder", "started")
 
     def __init__(
-        self, name: str, recorder: NodeRecorder, following: tuple[NodeCallObserver, ...]
+        self,
+        name: str,
+        recorder: NodeRecorder,
+        following: tuple[NodeCallObserver, ...],
+        started: float,
     ) -> None:
         self.name = name
         self.recorder = recorder
         self.following = following
         self.attempts = 1
-        self.started = _perf_counter()
+        self.started = started
 
     def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
         self.recorder.waited(kind, seconds)
@@ -501,10 +506,10 @@ class BaseNode(_Node):
         runtime: Runtime[Any] | None = None,
     ) -> Any:
         """Run ``execute`` with the arguments it declares, under the policies, and check it."""
-        call = self._begin(config)
+        started = _perf_counter()
+        call = self._begin(config, started)
         if call is None:
             recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
-            started = _perf_counter()
             try:
                 result = self._checked(self._execute(state, config, runtime))
             except BaseException as error:
@@ -580,12 +585,13 @@ class AsyncBaseNode(_Node):
         runtime: Runtime[Any] | None = None,
     ) -> Any:
         """Await ``execute`` with the arguments it declares, under the policies, and check it."""
-        if default_detection.loop is not _get_running_loop():
+        watch = _watch_of_thread(_get_ident())
+        if watch is None or watch.stale():
             watch_running_loop()
-        call = self._begin(config)
+        started = _perf_counter()
+        call = self._begin(config, started)
         if call is None:
             recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
-            started = _perf_counter()
             try:
                 result = self._checked(await self._execute(state, config, runtime))
             except BaseException as error:
