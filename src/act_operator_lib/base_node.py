@@ -519,22 +519,20 @@ class BaseNode(_Node):
             recorder.finished(_perf_counter() - started)
             return result
         try:
-            result = run_attempts_sync(
-                self._call_policy or _NO_POLICY,
-                partial(self._attempt, state, config, runtime),
-                observer=call,
-                before_retry=reuse_interrupt_answers,
+            # The result is checked once, after the attempts: a bad result is never retried.
+            result = self._checked(
+                run_attempts_sync(
+                    self._call_policy or _NO_POLICY,
+                    partial(self._execute, state, config, runtime),
+                    observer=call,
+                    before_retry=reuse_interrupt_answers,
+                )
             )
         except BaseException as error:
             call.ended(error)
             raise
         call.ended(None)
         return result
-
-    def _attempt(
-        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
-    ) -> Any:
-        return self._checked(self._execute(state, config, runtime))
 
 
 class AsyncBaseNode(_Node):
@@ -601,20 +599,18 @@ class AsyncBaseNode(_Node):
             recorder.finished(_perf_counter() - started)
             return result
         try:
-            result = await run_attempts(
-                self._call_policy or _NO_POLICY,
-                partial(self._attempt, state, config, runtime),
-                timeout_error=self._timeout_error,
-                observer=call,
-                before_retry=reuse_interrupt_answers,
+            # The result is checked once, after the attempts: a bad result is never retried.
+            result = self._checked(
+                await run_attempts(
+                    self._call_policy or _NO_POLICY,
+                    partial(self._execute, state, config, runtime),
+                    timeout_error=self._timeout_error,
+                    observer=call,
+                    before_retry=reuse_interrupt_answers,
+                )
             )
         except BaseException as error:
             call.ended(error)
             raise
         call.ended(None)
         return result
-
-    async def _attempt(
-        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
-    ) -> Any:
-        return self._checked(await self._execute(state, config, runtime))

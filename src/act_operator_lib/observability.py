@@ -524,11 +524,18 @@ class _LoggedCall:
 class _LogObserver:
     """Writes each call's records to the ``act_operator_lib.node`` logger."""
 
+    def __init__(self) -> None:
+        # Without DEBUG a call's records depend on its node only: one object per node.
+        self._quiet: dict[str, _LoggedCall] = {}
+
     def call_started(self, node: str) -> _LoggedCall:
-        debug = LOGGER.isEnabledFor(logging.DEBUG)
-        if debug:
-            LOGGER.debug("[%s] Executing", node, extra=_fields(node, "start", 1, None, None, None))
-        return _LoggedCall(node, debug)
+        if not LOGGER.isEnabledFor(logging.DEBUG):
+            quiet = self._quiet.get(node)
+            if quiet is None:
+                quiet = self._quiet[node] = _LoggedCall(node, debug=False)
+            return quiet
+        LOGGER.debug("[%s] Executing", node, extra=_fields(node, "start", 1, None, None, None))
+        return _LoggedCall(node, debug=True)
 
 
 class _TracedCall:
