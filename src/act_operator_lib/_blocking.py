@@ -300,6 +300,7 @@ class _LoopWatch:
         "_sent",
         "_stopped",
         "alive",
+        "loop_closed",
         "threshold",
     )
 
@@ -314,6 +315,9 @@ class _LoopWatch:
         self._stopped = threading.Event()
         self.alive = True
         """False once the loop closed or detection was switched off."""
+        self.loop_closed = loop.is_closed
+        """Whether a node call on this thread must look for its loop's watch again: the
+        next ``asyncio.run`` in a thread makes a new loop once this one closed."""
 
     def start(self) -> _LoopWatch:
         threading.Thread(target=self._watch, name=DEFAULT_THREAD_NAME, daemon=True).start()
@@ -322,10 +326,6 @@ class _LoopWatch:
     def stop(self) -> None:
         self.alive = False
         self._stopped.set()
-
-    def stale(self) -> bool:
-        """Whether a node call on this thread must look for its loop's watch again."""
-        return not self.alive or self._loop.is_closed()
 
     def _watch(self) -> None:
         """Runs on the watchdog thread until the loop closes or detection is switched off."""
@@ -389,7 +389,8 @@ class _Off:
 
     __slots__ = ()
 
-    def stale(self) -> bool:
+    @staticmethod
+    def loop_closed() -> bool:
         return False
 
 
@@ -417,8 +418,8 @@ _OFF = _Off()
 def watch_running_loop() -> None:
     """Start the default detector of the running loop (once per loop), if it is on.
 
-    Called by an async node call when its thread has no watch, or a stale one (its
-    loop closed: e.g. the next ``asyncio.run`` in that thread).
+    Called by an async node call when its thread has no watch, or one whose loop closed
+    (e.g. the next ``asyncio.run`` in that thread).
     """
     loop = asyncio.get_running_loop()
     thread = threading.get_ident()

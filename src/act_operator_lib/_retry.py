@@ -128,20 +128,31 @@ async def run_attempts(
     rate_limiter = policy.rate_limiter
     timeout = policy.timeout
     # Waits are measured on the loop's clock (fake clocks see them), read once.
-    clock = (
-        asyncio.get_running_loop().time
+    waited = (
+        observer.waited
         if observer is not None and (slots is not None or rate_limiter is not None)
         else None
     )
+    clock = asyncio.get_running_loop().time if waited is not None else time.monotonic
     failed = 0
     while True:
         took_token = False
         try:
             if slots is not None:
-                await _acquire(slots, "concurrency", observer, clock)
+                if waited is None:
+                    await slots.acquire()
+                else:
+                    asked = clock()
+                    await slots.acquire()
+                    waited("concurrency", clock() - asked)
             try:
                 if rate_limiter is not None:
-                    await _acquire(rate_limiter, "rate", observer, clock)
+                    if waited is None:
+                        await rate_limiter.acquire()
+                    else:
+                        asked = clock()
+                        await rate_limiter.acquire()
+                        waited("rate", clock() - asked)
                     took_token = True
                 if timeout is None:
                     return await attempt()
@@ -217,20 +228,6 @@ def run_attempts_sync(
             time.sleep(delay)
             if before_retry is not None:
                 before_retry()
-
-
-async def _acquire(
-    limiter: SupportsAcquire,
-    kind: Literal["concurrency", "rate"],
-    observer: AttemptObserver | None,
-    clock: Callable[[], float] | None,
-) -> None:
-    if observer is None or clock is None:
-        await limiter.acquire()
-        return
-    asked = clock()
-    await limiter.acquire()
-    observer.waited(kind, clock() - asked)
 
 
 def retry_delay(

@@ -522,7 +522,7 @@ class BaseNode(_Node):
             # The result is checked once, after the attempts: a bad result is never retried.
             result = self._checked(
                 run_attempts_sync(
-                    self._call_policy or _NO_POLICY,
+                    _NO_POLICY if self._call_policy is None else self._call_policy,
                     partial(self._execute, state, config, runtime),
                     observer=call,
                     before_retry=reuse_interrupt_answers,
@@ -584,7 +584,7 @@ class AsyncBaseNode(_Node):
     ) -> Any:
         """Await ``execute`` with the arguments it declares, under the policies, and check it."""
         watch = _watch_of_thread(_get_ident())
-        if watch is None or watch.stale():
+        if watch is None or watch.loop_closed():
             watch_running_loop()
         started = _perf_counter()
         call = self._begin(config, started)
@@ -602,7 +602,7 @@ class AsyncBaseNode(_Node):
             # The result is checked once, after the attempts: a bad result is never retried.
             result = self._checked(
                 await run_attempts(
-                    self._call_policy or _NO_POLICY,
+                    _NO_POLICY if self._call_policy is None else self._call_policy,
                     partial(self._execute, state, config, runtime),
                     timeout_error=self._timeout_error,
                     observer=call,
