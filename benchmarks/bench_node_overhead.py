@@ -19,7 +19,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import RetryPolicy
 
-from act_operator_lib import AsyncBaseNode, BaseNode, RateLimiter
+from act_operator_lib import AsyncBaseNode, BaseNode, RateLimiter, observability
 
 CALLS = 200_000
 BATCH = 1_000
@@ -92,6 +92,31 @@ class SyncWithBoth(BaseNode):
         return RESULT
 
 
+class NoOpCall:
+    """Told about one call; does nothing (the cost of the observer path itself)."""
+
+    def waited(self, kind: Any, seconds: float) -> None:
+        pass
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        pass
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        pass
+
+    def call_ended(self, outcome: Any, error: Any, duration: float, attempts: int) -> None:
+        pass
+
+
+class NoOpObserver:
+    """A `NodeObserver` that follows every call and does nothing."""
+
+    call = NoOpCall()
+
+    def call_started(self, node: str) -> NoOpCall:
+        return self.call
+
+
 class InspectEveryCall:
     """The pattern the original scaffold uses: inspect.signature on every call."""
 
@@ -145,6 +170,18 @@ async def measure() -> list[tuple[str, float, float]]:
         ("async, timeout + retry + rate_limit + max_concurrency", WithAllPolicies()),
     ]:
         rows.append((label, baseline, await time_async(node, CALLS)))
+    observer = NoOpObserver()
+    observability.add_observer(observer)
+    try:
+        rows.append(
+            (
+                "async execute(self, state), one observer added",
+                baseline,
+                await time_async(StateOnly(), CALLS),
+            )
+        )
+    finally:
+        observability.remove_observer(observer)
     rows.append(
         (
             "scaffold-style inspect.signature per call",

@@ -70,7 +70,6 @@ _NODE_OPTIONS = ("name", "verbose", *POLICY_NAMES)
 _AWAITABLES = (types.CoroutineType, asyncio.Future)
 _CONTAINERS = frozenset((list, tuple, dict))
 _DEBUG = logging.DEBUG
-_NO_POLICY = CallPolicy()
 _perf_counter = time.perf_counter
 _get_ident = threading.get_ident
 _watch_of_thread = default_detection.by_thread.get
@@ -519,15 +518,20 @@ class BaseNode(_Node):
             recorder.finished(_perf_counter() - started)
             return result
         try:
-            # The result is checked once, after the attempts: a bad result is never retried.
-            result = self._checked(
-                run_attempts_sync(
-                    _NO_POLICY if self._call_policy is None else self._call_policy,
-                    partial(self._execute, state, config, runtime),
-                    observer=call,
-                    before_retry=reuse_interrupt_answers,
+            # Checked once, after the attempts: a bad result is never retried. Without
+            # policies there is nothing for the engine to do.
+            policy = self._call_policy
+            if policy is None:
+                result = self._checked(self._execute(state, config, runtime))
+            else:
+                result = self._checked(
+                    run_attempts_sync(
+                        policy,
+                        partial(self._execute, state, config, runtime),
+                        observer=call,
+                        before_retry=reuse_interrupt_answers,
+                    )
                 )
-            )
         except BaseException as error:
             call.ended(error)
             raise
@@ -599,16 +603,21 @@ class AsyncBaseNode(_Node):
             recorder.finished(_perf_counter() - started)
             return result
         try:
-            # The result is checked once, after the attempts: a bad result is never retried.
-            result = self._checked(
-                await run_attempts(
-                    _NO_POLICY if self._call_policy is None else self._call_policy,
-                    partial(self._execute, state, config, runtime),
-                    timeout_error=self._timeout_error,
-                    observer=call,
-                    before_retry=reuse_interrupt_answers,
+            # Checked once, after the attempts: a bad result is never retried. Without
+            # policies there is nothing for the engine to do.
+            policy = self._call_policy
+            if policy is None:
+                result = self._checked(await self._execute(state, config, runtime))
+            else:
+                result = self._checked(
+                    await run_attempts(
+                        policy,
+                        partial(self._execute, state, config, runtime),
+                        timeout_error=self._timeout_error,
+                        observer=call,
+                        before_retry=reuse_interrupt_answers,
+                    )
                 )
-            )
         except BaseException as error:
             call.ended(error)
             raise
