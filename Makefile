@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest pytest-uvloop bench clean
+.PHONY: demo test lint typecheck pytest pytest-uvloop docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,8 @@ demo: $(VENV)/.demo-installed
 	$(BIN)/python -m examples.demo $(ARGS)
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/hooks.py
+	$(BIN)/ruff format --check src tests benchmarks examples docs/hooks.py
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy --strict src
@@ -34,10 +34,15 @@ pytest: $(VENV)/.dev-installed
 pytest-uvloop: $(VENV)/.dev-installed
 	ACT_TEST_LOOP=uvloop $(BIN)/python -m pytest -W error $(PYTEST_ARGS)
 
-test: lint typecheck pytest pytest-uvloop
+# The site (docs/ and the API reference from the docstrings) in build/site; --strict
+# fails on a public name without a docstring, a broken cross-reference or link.
+docs: $(VENV)/.dev-installed
+	$(BIN)/mkdocs build --strict --quiet
+
+test: lint typecheck docs pytest pytest-uvloop
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) .mypy_cache .ruff_cache .demo build/site

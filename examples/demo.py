@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from examples.showcase.cli import main
+from examples.showcase.cli import MAKE_DEMO, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog=MAKE_DEMO))

@@ -53,13 +53,15 @@ def build_graph(
 def count_records(path: Path, prefix: str) -> int:
     """How many records the SQLite store at ``path`` holds under ``prefix`` right now.
 
-    Read-only, from another process than the worker's; 0 while the file or its table
-    does not exist yet.
+    ``prefix`` is a namespace joined with "." (the store's own encoding); records in
+    namespaces below it count too (map_durable adds the task id). Read-only, from
+    another process than the worker's; 0 while the file or its table does not exist yet.
     """
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as connection:
             row = connection.execute(
-                "SELECT count(*) FROM store WHERE prefix = ?", (prefix,)
+                "SELECT count(*) FROM store WHERE prefix = ? OR substr(prefix, 1, ?) = ?",
+                (prefix, len(prefix) + 1, prefix + "."),
             ).fetchone()
         return int(row[0])
     except sqlite3.OperationalError:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import RetryPolicy
 
@@ -27,6 +29,7 @@ from act_operator_lib import (
     DuplicateItemKeyError,
     DurableContextError,
     FunctionNotAsyncError,
+    GraphDefinitionError,
     HTTPResource,
     MissingAwaitError,
     NodeDefinitionError,
@@ -55,6 +58,7 @@ from act_operator_lib import (
 from act_operator_lib.bridge import set_thread_limit
 from act_operator_lib.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend
 from act_operator_lib.diagnostics import BlockDetector, set_block_detection
+from act_operator_lib.limits import MultiRateLimiter, Rate
 from act_operator_lib.observability import add_observer, set_tracer_provider
 from act_operator_lib.resources import (
     BoundResource,
@@ -107,8 +111,27 @@ def _code(text: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
+def graph_building(checkpointer: Any) -> BaseGraph:
+    """A graph whose build() returns None, or one compiled with ``checkpointer``."""
+
+    class Cast(BaseGraph):
+        def build(self) -> Any:
+            if checkpointer is None:
+                return None
+            builder = StateGraph(dict)
+            builder.add_node("noop", lambda state: {})
+            builder.add_edge(START, "noop")
+            return builder.compile(checkpointer=checkpointer)
+
+    return Cast()
+
+
 async def double(item: int) -> int:
     return item * 2
+
+
+async def answer_nul(item: int) -> str:
+    return "a\x00b"
 
 
 async def answer_object(item: int) -> object:
@@ -176,6 +199,18 @@ async def call_with_pending(make: Callable[[Any], Any]) -> Any:
         pending.close()
 
 
+async def settle_twice() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(100))
+    reservation = await limiter.reserve(tokens=10)
+    await reservation.settle(tokens=5)
+    await reservation.settle(tokens=5)
+
+
+async def settle_negative() -> None:
+    reservation = await MultiRateLimiter(tokens=Rate(100)).reserve(tokens=10)
+    await reservation.settle(tokens=-5)
+
+
 async def run_node_sync_inside_a_loop() -> Any:
     return run_node_sync(Echo(), {"text": "hi"})
 
@@ -237,6 +272,86 @@ ROWS = [
         lambda: ConcurrencyLimiter(2.5),
         TypeError,
         ("limit", "must be an int"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter.acquire",
+        "RateLimiter(5).acquire(weight=0)",
+        lambda: RateLimiter(5).acquire(weight=0),
+        ValueError,
+        ("RateLimiter.acquire(weight=0)", "from 1 to 5"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter.pause",
+        "RateLimiter(5).pause(-1)",
+        lambda: RateLimiter(5).pause(-1),
+        ValueError,
+        ("RateLimiter.pause(seconds=-1)", "finite number >= 0"),
+    ),
+    Row(
+        "limits",
+        "RateLimiter.pause",
+        "RateLimiter(5).pause(True)",
+        lambda: RateLimiter(5).pause(True),
+        TypeError,
+        ("RateLimiter.pause(seconds=True)", "must be a number"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter",
+        "MultiRateLimiter()",
+        lambda: MultiRateLimiter(),
+        TypeError,
+        ("MultiRateLimiter(**rates)", "at least one rate"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter",
+        "MultiRateLimiter(requests=500)",
+        lambda: MultiRateLimiter(requests=500),
+        TypeError,
+        ("MultiRateLimiter(requests=...)", "must be a Rate"),
+    ),
+    Row(
+        "limits",
+        "Rate",
+        "Rate(0)",
+        lambda: Rate(0),
+        ValueError,
+        ("Rate(limit=0)", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.reserve",
+        "limiter.reserve(tokens=-1)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).reserve(tokens=-1),
+        ValueError,
+        ("MultiRateLimiter.reserve(tokens=-1)", "at least 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.reserve",
+        "limiter.reserve(images=1)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).reserve(images=1),
+        TypeError,
+        ("reserve(images=...)", "must name one of the rates"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(tokens=-5)",
+        settle_negative,
+        ValueError,
+        ("Reservation.settle(tokens=-5)", "at least 0"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(...) twice",
+        settle_twice,
+        RuntimeError,
+        ("is closed", "settled once"),
     ),
     Row(
         "limits",
@@ -528,6 +643,26 @@ ROWS = [
         ),
         ResultNotSerializableError,
         ("item '1'", "records JSON data", "model_dump"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn returning 'a\\x00b', ...)",
+        lambda: map_durable(
+            answer_nul, [1], key=str, limit=1, store=InMemoryStore(), namespace="n"
+        ),
+        ResultNotSerializableError,
+        ("item '1'", "NUL character", "PostgreSQL store cannot hold"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(fn, [1], key=lambda item: 'a\\x00b', ...)",
+        lambda: map_durable(
+            double, [1], key=lambda item: "a\x00b", limit=1, store=InMemoryStore(), namespace="n"
+        ),
+        ValueError,
+        ("key", "without NUL characters"),
     ),
     Row(
         "durable",
@@ -1110,6 +1245,22 @@ ROWS = [
         lambda: BaseGraph(),
         TypeError,
         ("abstract", "build"),
+    ),
+    Row(
+        "base_graph",
+        "BaseGraph",
+        "build() returns None",
+        lambda: graph_building(None)(),
+        GraphDefinitionError,
+        ("Cast.build() must return a StateGraph or a compiled graph", "got NoneType"),
+    ),
+    Row(
+        "base_graph",
+        "BaseGraph",
+        "checkpointer=... when build() compiled in its own",
+        lambda: graph_building(InMemorySaver())(checkpointer=InMemorySaver()),
+        GraphDefinitionError,
+        ("Cast()(checkpointer=...)", "declare checkpointer in build()"),
     ),
     # act_operator_lib.testing
     Row(

@@ -93,6 +93,38 @@ async def test_the_last_waiter_leaving_cancels_the_computation() -> None:
     await stopped.wait()
 
 
+async def test_a_caller_after_the_last_waiter_left_gets_a_fresh_computation() -> None:
+    calls = 0
+    started = asyncio.Event()
+    winding_down = asyncio.Event()
+    wound_down = asyncio.Event()
+
+    @cached(ttl=60)
+    async def slow() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                # The cancelled computation is still running when the next caller comes.
+                winding_down.set()
+                await wound_down.wait()
+                raise
+        return calls
+
+    waiter = asyncio.create_task(slow())
+    await started.wait()
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await winding_down.wait()
+    # Let the cancelled computation end as soon as this caller waits for its result.
+    asyncio.get_running_loop().call_soon(wound_down.set)
+    assert await slow() == 2
+
+
 @pytest.mark.looptime
 async def test_an_entry_expires_after_its_ttl() -> None:
     calls = 0

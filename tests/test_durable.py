@@ -7,6 +7,7 @@ AsyncPostgresStore on 127.0.0.1), and a subprocess killed with SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import operator
 import os
 import random
 import signal
@@ -15,17 +16,18 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
+from langchain_core.runnables import RunnableLambda
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-from langgraph.graph import START, StateGraph
+from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
-from langgraph.types import Command, RetryPolicy, interrupt
+from langgraph.types import Command, RetryPolicy, Send, interrupt
 
 from _durable_crash_worker import build_graph, count_records
 from act_operator_lib import (
@@ -94,15 +96,15 @@ def fan_out_graph(
     *,
     limit: int = 1,
     retry: RetryPolicy | None = None,
-    after: Callable[[], object] | None = None,
+    after: Callable[[list[Any]], object] | None = None,
     **options: Any,
 ) -> Any:
-    """START -> fan: map_durable(fn, range(ITEMS)); ``after`` runs once it returned."""
+    """START -> fan: map_durable(fn, range(ITEMS)); ``after`` sees what it returned."""
 
     async def fan(state: State) -> State:
         results = await map_durable(fn, range(ITEMS), key=str, limit=limit, **options)
         if after is not None:
-            after()
+            after(results)
         return {"results": results}
 
     builder: StateGraph[Any] = StateGraph(State)
@@ -111,10 +113,12 @@ def fan_out_graph(
     return builder.compile(checkpointer=InMemorySaver(), store=store)
 
 
-async def recorded_keys(store: BaseStore, thread_id: str, node: str = "fan") -> set[str]:
+async def recorded_keys(store: BaseStore, thread_id: str, node: str | None = "fan") -> set[str]:
+    """The keys recorded under the thread (and node, unless None), by every task."""
+    prefix = (*NAMESPACE_ROOT, thread_id) if node is None else (*NAMESPACE_ROOT, thread_id, node)
     found: set[str] = set()
     offset = 0
-    while page := await store.asearch((*NAMESPACE_ROOT, thread_id, node), limit=500, offset=offset):
+    while page := await store.asearch(prefix, limit=500, offset=offset):
         found.update(item.key for item in page)
         offset += len(page)
     return found
@@ -152,7 +156,7 @@ async def test_resume_after_interrupt_does_not_call_fn_again(
     store: BaseStore, thread_id: str
 ) -> None:
     calls = Calls()
-    graph = fan_out_graph(calls, store, limit=8, after=lambda: interrupt("approve?"))
+    graph = fan_out_graph(calls, store, limit=8, after=lambda results: interrupt("approve?"))
     config = {"configurable": {"thread_id": thread_id}}
     paused = await graph.ainvoke({}, config)
     assert "__interrupt__" in paused
@@ -174,15 +178,157 @@ async def test_node_retry_reuses_the_failed_attempts_results(
     assert calls.called == [*range(31), *range(30, ITEMS)]
 
 
+class Loop(TypedDict, total=False):
+    visits: int
+    results: Annotated[list[list[int]], operator.add]
+
+
+async def test_a_graph_looping_through_the_node_computes_each_visit_anew(
+    store: BaseStore, thread_id: str
+) -> None:
+    async def fan(state: Loop) -> Loop:
+        visit = state.get("visits", 0) + 1
+
+        async def work(item: int) -> int:
+            await asyncio.sleep(0)
+            return visit * 100 + item
+
+        results = await map_durable(work, range(3), key=str, limit=2)
+        return {"visits": visit, "results": [results]}
+
+    builder: StateGraph[Any] = StateGraph(Loop)
+    builder.add_node("fan", fan)
+    builder.add_edge(START, "fan")
+    builder.add_conditional_edges("fan", lambda state: "fan" if state["visits"] < 2 else END)
+    graph = builder.compile(checkpointer=InMemorySaver(), store=store)
+    state = await graph.ainvoke({}, {"configurable": {"thread_id": thread_id}})
+    assert state["results"] == [[100, 101, 102], [200, 201, 202]]
+
+
+class Batches(TypedDict, total=False):
+    results: Annotated[list[tuple[int, list[int]]], operator.add]
+
+
+class Batch(TypedDict):
+    base: int
+
+
+async def test_a_retried_send_task_gets_its_own_records_not_a_sibling_tasks(
+    store: BaseStore, thread_id: str
+) -> None:
+    first_done = asyncio.Event()
+    attempts: dict[int, int] = {}
+
+    async def work(state: Batch) -> Batches:
+        base = state["base"]
+        attempts[base] = attempts.get(base, 0) + 1
+        if base == 200 and attempts[base] == 1:
+            # Fail only once the sibling task has recorded its results.
+            await first_done.wait()
+            raise ConnectionError("transient")
+
+        async def add(item: int) -> int:
+            await asyncio.sleep(0)
+            return base + item
+
+        results = await map_durable(add, range(3), key=str, limit=2)
+        if base == 100:
+            first_done.set()
+        return {"results": [(base, results)]}
+
+    builder: StateGraph[Any] = StateGraph(Batches)
+    builder.add_node(
+        "work",
+        work,
+        retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.001, jitter=False),
+    )
+    builder.add_conditional_edges(
+        START, lambda state: [Send("work", {"base": base}) for base in (100, 200)], ["work"]
+    )
+    graph = builder.compile(checkpointer=InMemorySaver(), store=store)
+    state = await graph.ainvoke({}, {"configurable": {"thread_id": thread_id}})
+    assert dict(state["results"]) == {100: [100, 101, 102], 200: [200, 201, 202]}
+    assert attempts == {100: 1, 200: 2}
+
+
+def fail_first_attempt(seen: list[list[Any]]) -> Callable[[list[Any]], None]:
+    """An ``after`` that keeps each attempt's results and fails the node the first time."""
+
+    def after(results: list[Any]) -> None:
+        seen.append(results)
+        if len(seen) == 1:
+            raise ConnectionError("the node failed after map_durable returned")
+
+    return after
+
+
+async def test_a_send_task_resumed_after_an_interrupt_reuses_its_records(
+    store: BaseStore, thread_id: str
+) -> None:
+    calls: dict[int, list[int]] = {100: [], 200: []}
+
+    async def work(state: Batch) -> Batches:
+        base = state["base"]
+
+        async def add(item: int) -> int:
+            calls[base].append(item)
+            await asyncio.sleep(0)
+            return base + item
+
+        results = await map_durable(add, range(3), key=str, limit=2)
+        if base == 200:
+            interrupt("approve?")
+        return {"results": [(base, results)]}
+
+    builder: StateGraph[Any] = StateGraph(Batches)
+    builder.add_node("work", work)
+    builder.add_conditional_edges(
+        START, lambda state: [Send("work", {"base": base}) for base in (100, 200)], ["work"]
+    )
+    graph = builder.compile(checkpointer=InMemorySaver(), store=store)
+    config = {"configurable": {"thread_id": thread_id}}
+    assert "__interrupt__" in await graph.ainvoke({}, config)
+    state = await graph.ainvoke(Command(resume="yes"), config)
+    assert dict(state["results"]) == {100: [100, 101, 102], 200: [200, 201, 202]}
+    assert {base: sorted(items) for base, items in calls.items()} == {
+        100: [0, 1, 2],
+        200: [0, 1, 2],
+    }
+
+
+async def test_an_explicit_namespace_shares_records_between_visits(
+    store: BaseStore, thread_id: str
+) -> None:
+    calls = Calls()
+
+    async def fan(state: Loop) -> Loop:
+        results = await map_durable(calls, range(3), key=str, limit=2, namespace=thread_id)
+        return {"visits": state.get("visits", 0) + 1, "results": [results]}
+
+    builder: StateGraph[Any] = StateGraph(Loop)
+    builder.add_node("fan", fan)
+    builder.add_edge(START, "fan")
+    builder.add_conditional_edges("fan", lambda state: "fan" if state["visits"] < 2 else END)
+    graph = builder.compile(checkpointer=InMemorySaver(), store=store)
+    state = await graph.ainvoke({}, {"configurable": {"thread_id": thread_id}})
+    assert state["results"] == [[0, 10, 20], [0, 10, 20]]
+    assert calls.called == [0, 1, 2]
+    await forget_durable(store=store, namespace=thread_id)
+
+
 async def test_recorded_failure_is_returned_as_recorded_item_error(
     store: BaseStore, thread_id: str
 ) -> None:
     calls = Calls(fail_once={7})
-    graph = fan_out_graph(calls, store, limit=4, return_exceptions=True)
+    attempts: list[list[Any]] = []
+    graph = fan_out_graph(
+        calls, store, limit=4, return_exceptions=True, after=fail_first_attempt(attempts)
+    )
     config = {"configurable": {"thread_id": thread_id}}
-    first = await graph.ainvoke({}, config)
-    assert isinstance(first["results"][7], RuntimeError)
-    again = await graph.ainvoke({}, config)
+    with pytest.raises(ConnectionError):
+        await graph.ainvoke({}, config)
+    assert isinstance(attempts[0][7], RuntimeError)
+    again = await graph.ainvoke(None, config)
     error = again["results"][7]
     assert isinstance(error, RecordedItemError)
     assert (error.key, error.error_type, error.message) == (
@@ -193,16 +339,17 @@ async def test_recorded_failure_is_returned_as_recorded_item_error(
     assert len(calls.called) == ITEMS
 
 
-async def test_forget_durable_makes_the_next_run_start_over(
+async def test_forget_durable_makes_the_resumed_node_start_over(
     store: BaseStore, thread_id: str
 ) -> None:
     calls = Calls()
-    graph = fan_out_graph(calls, store, limit=8)
+    graph = fan_out_graph(calls, store, limit=8, after=fail_first_attempt([]))
     config = {"configurable": {"thread_id": thread_id}}
-    await graph.ainvoke({}, config)
+    with pytest.raises(ConnectionError):
+        await graph.ainvoke({}, config)
     assert await forget_durable(store=store, thread_id=thread_id, node="fan") == ITEMS
     assert await recorded_keys(store, thread_id) == set()
-    await graph.ainvoke({}, config)
+    await graph.ainvoke(None, config)
     assert len(calls.called) == 2 * ITEMS
 
 
@@ -269,6 +416,47 @@ async def test_unserializable_result_names_the_item_key(thread_id: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ("a\x00b", r"result is a str"),
+        ({"rows": [{"text": "a\x00b"}]}, r"result\['rows'\]\[0\]\['text'\] is a str"),
+        ({"a\x00b": 1}, r"result has a key 'a\\x00b'"),
+    ],
+    ids=["str", "nested str", "dict key"],
+)
+async def test_a_nul_character_in_a_result_names_the_item_and_keeps_the_others(
+    store: BaseStore, thread_id: str, value: Any, where: str
+) -> None:
+    async def work(item: int) -> Any:
+        return value if item == 3 else item
+
+    with pytest.raises(ResultNotSerializableError, match=rf"item '3'.*{where}.*NUL") as caught:
+        await map_durable(work, range(6), key=str, limit=1, store=store, namespace=thread_id)
+    assert caught.value.key == "3"
+    assert await recorded_keys(store, thread_id, node=None) == {"0", "1", "2"}
+
+
+async def test_a_recorded_failure_whose_message_holds_a_nul_character_is_kept(
+    store: BaseStore, thread_id: str
+) -> None:
+    async def work(item: int) -> int:
+        if item == 1:
+            raise ValueError("bad byte \x00 here")
+        return item
+
+    results = await map_durable(
+        work, range(3), key=str, limit=1, store=store, namespace=thread_id, return_exceptions=True
+    )
+    assert isinstance(results[1], ValueError)
+    again = await map_durable(
+        work, range(3), key=str, limit=1, store=store, namespace=thread_id, return_exceptions=True
+    )
+    assert again[::2] == [0, 2]
+    assert isinstance(again[1], RecordedItemError)
+    assert again[1].message == "bad byte \\x00 here"
+
+
+@pytest.mark.parametrize(
     ("value", "problem"),
     [
         ({1: "a"}, "int key"),
@@ -306,6 +494,23 @@ async def test_key_must_be_a_function_returning_str() -> None:
         )
 
 
+async def test_a_key_with_a_nul_character_fails_before_any_call(
+    store: BaseStore, thread_id: str
+) -> None:
+    calls = Calls()
+    refused = r"without NUL characters.*for item 1 it returned '1\\x00'"
+    with pytest.raises(ValueError, match=refused):
+        await map_durable(
+            calls,
+            [0, 1],
+            key=lambda item: str(item) + "\x00" * item,
+            limit=1,
+            store=store,
+            namespace=thread_id,
+        )
+    assert calls.called == []
+
+
 async def test_graph_without_store_names_how_to_provide_one(thread_id: str) -> None:
     calls = Calls()
     graph = fan_out_graph(calls, None)
@@ -326,6 +531,14 @@ async def test_run_without_thread_id_needs_one() -> None:
         await graph.ainvoke({})
 
 
+async def test_a_runnable_outside_a_graph_task_needs_a_namespace() -> None:
+    async def fan(items: list[int]) -> list[int]:
+        return await map_durable(Calls(), items, key=str, limit=1, store=InMemoryStore())
+
+    with pytest.raises(DurableContextError, match="not inside one"):
+        await RunnableLambda(fan).ainvoke([1], {"configurable": {"thread_id": "t"}})
+
+
 async def test_outside_a_graph_a_namespace_and_store_are_needed() -> None:
     with pytest.raises(DurableContextError, match="store"):
         await map_durable(Calls(), [1], key=str, limit=1, namespace="n")
@@ -333,13 +546,12 @@ async def test_outside_a_graph_a_namespace_and_store_are_needed() -> None:
         await map_durable(Calls(), [1], key=str, limit=1, store=InMemoryStore())
 
 
-async def test_thread_ids_with_periods_are_recorded_separately() -> None:
+async def test_thread_ids_with_periods_are_recorded_under_an_escaped_label() -> None:
     store = InMemoryStore()
-    calls = Calls()
-    graph = fan_out_graph(calls, store, limit=8)
+    graph = fan_out_graph(Calls(), store, limit=8)
     await graph.ainvoke({}, {"configurable": {"thread_id": "a.b"}})
-    await graph.ainvoke({}, {"configurable": {"thread_id": "a"}})
-    assert len(calls.called) == 2 * ITEMS
+    assert await recorded_keys(store, "a%2Eb") == {str(item) for item in range(ITEMS)}
+    assert await recorded_keys(store, "a") == set()
 
 
 async def test_sigkill_mid_run_then_rerun_records_every_item_once(tmp_path: Path) -> None:

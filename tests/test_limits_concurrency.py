@@ -175,11 +175,11 @@ async def test_decorated_calls_share_the_limit() -> None:
 @pytest.mark.parametrize(
     ("limit", "error", "message"),
     [
-        (0, ValueError, "limit must be at least 1, got 0"),
-        (-3, ValueError, "limit must be at least 1, got -3"),
-        (2.5, TypeError, "limit must be an int, got float"),
-        ("4", TypeError, "limit must be an int, got str"),
-        (True, TypeError, "limit must be an int, got bool"),
+        (0, ValueError, r"ConcurrencyLimiter\(limit=0\) must be at least 1, got 0"),
+        (-3, ValueError, r"ConcurrencyLimiter\(limit=-3\) must be at least 1, got -3"),
+        (2.5, TypeError, r"ConcurrencyLimiter\(limit=2\.5\) must be an int, got float"),
+        ("4", TypeError, r"ConcurrencyLimiter\(limit='4'\) must be an int, got str"),
+        (True, TypeError, r"ConcurrencyLimiter\(limit=True\) must be an int, got bool"),
     ],
 )
 def test_a_bad_limit_is_rejected_naming_the_argument(

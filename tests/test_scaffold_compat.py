@@ -1,113 +1,109 @@
-"""Code written for Act Operator's scaffolded casts runs unchanged on the library."""
+"""A project made by Act Operator's ``act new`` passes its own tests on the library.
+
+The project is the real scaffold (``act-operator`` is a dev dependency), with its
+``casts/base_node.py`` and ``casts/base_graph.py`` replaced by re-exports of this
+library's classes, which is all a migration changes in them.
+"""
 
 from __future__ import annotations
 
-from typing import TypedDict
+import asyncio
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
+from tests._act_scaffold import new_act_project, run_in_project, run_project_tests
 
-from act_operator_lib.base_graph import BaseGraph
-from act_operator_lib.base_node import AsyncBaseNode, BaseNode
+WORKER = Path(__file__).with_name("_scaffold_dev_worker.py")
+BASE_NODE = """from act_operator_lib.base_node import AsyncBaseNode, BaseNode
 
+__all__ = ["AsyncBaseNode", "BaseNode"]
+"""
+BASE_GRAPH = """from act_operator_lib.base_graph import BaseGraph
 
-class InputState(TypedDict):
-    query: str
-
-
-class OutputState(TypedDict):
-    message: str
+__all__ = ["BaseGraph"]
+"""
 
 
-class State(InputState, OutputState):
-    pass
+@pytest.fixture
+def scaffold(tmp_path: Path) -> Path:
+    """A fresh ``act new`` project whose base classes are the library's."""
+    project = new_act_project(tmp_path)
+    (project / "casts" / "base_node.py").write_text(BASE_NODE)
+    (project / "casts" / "base_graph.py").write_text(BASE_GRAPH)
+    return project
 
 
-class SampleNode(BaseNode):
-    """As in a scaffolded ``modules/nodes.py``."""
+def test_the_scaffold_passes_its_own_tests_on_the_library(scaffold: Path) -> None:
+    run = run_project_tests(scaffold)
 
-    def execute(self, state):
-        return {"message": "Welcome to the Act! by Sync Node"}
-
-
-class AsyncSampleNode(AsyncBaseNode):
-    async def execute(self, state):
-        return {"message": "Welcome to the Act! by Async Node"}
+    assert run.returncode == 0, run.output
+    assert run.passed == 3, run.output
 
 
-class SampleGraph(BaseGraph):
-    """As in a scaffolded ``graph.py``: schemas set in __init__, build() compiles."""
+def test_the_scaffold_nodes_and_graph_are_the_library_classes(scaffold: Path) -> None:
+    seen = run_in_project(
+        scaffold,
+        "import act_operator_lib as lib\n"
+        "from casts.main_cast.graph import main_cast_graph\n"
+        "from casts.main_cast.modules.nodes import AsyncSampleNode, SampleNode\n"
+        "print(isinstance(main_cast_graph, lib.BaseGraph),"
+        " isinstance(SampleNode(), lib.BaseNode),"
+        " isinstance(AsyncSampleNode(), lib.AsyncBaseNode))\n",
+    )
 
-    def __init__(self, node_class=SampleNode) -> None:
-        super().__init__()
-        self.input = InputState
-        self.output = OutputState
-        self.state = State
-        self.node_class = node_class
-
-    def build(self, checkpointer=None, interrupt_before=None, interrupt_after=None, debug=False):
-        builder = StateGraph(self.state, input_schema=self.input, output_schema=self.output)
-        builder.add_node("SampleNode", self.node_class())
-        builder.add_edge(START, "SampleNode")
-        builder.add_edge("SampleNode", END)
-        graph = builder.compile(
-            checkpointer=checkpointer,
-            interrupt_before=interrupt_before,
-            interrupt_after=interrupt_after,
-            debug=debug,
-        )
-        graph.name = self.name
-        return graph
+    assert seen.split() == ["True", "True", "True"]
 
 
-def test_scaffold_sync_graph_invokes():
-    graph = SampleGraph()()
-    assert graph.invoke({"query": "hi"}) == {"message": "Welcome to the Act! by Sync Node"}
-    assert graph.name == "SampleGraph"
+def test_the_scaffold_graph_takes_a_checkpointer_its_build_does_not_declare(
+    scaffold: Path,
+) -> None:
+    seen = run_in_project(
+        scaffold,
+        "from langgraph.checkpoint.memory import InMemorySaver\n"
+        "from casts.main_cast.graph import main_cast_graph\n"
+        "graph = main_cast_graph(checkpointer=InMemorySaver(), interrupt_before=['SampleNode'])\n"
+        "config = {'configurable': {'thread_id': 't'}}\n"
+        "graph.invoke({'query': 'hi'}, config)\n"
+        "print(graph.name, *graph.get_state(config).next)\n",
+    )
+
+    assert seen.split() == ["MainCastGraph", "SampleNode"]
 
 
-async def test_scaffold_async_node_graph_ainvokes():
-    graph = SampleGraph(AsyncSampleNode)()
-    result = await graph.ainvoke({"query": "hi"})
-    assert result == {"message": "Welcome to the Act! by Async Node"}
+def _serving_tools_missing() -> str | None:
+    if not (Path(sys.executable).parent / "langgraph").exists():
+        return "the langgraph CLI is not installed (pip install 'langgraph-cli[inmem]')"
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return "needs root and unshare(1) for a private network namespace"
+    return None
 
 
-async def test_scaffold_graph_streams_updates():
-    graph = SampleGraph(AsyncSampleNode)()
-    updates = [chunk async for chunk in graph.astream({"query": "hi"}, stream_mode="updates")]
-    assert updates == [{"SampleNode": {"message": "Welcome to the Act! by Async Node"}}]
+async def test_langgraph_dev_serves_the_scaffold_from_its_langgraph_json(scaffold: Path) -> None:
+    reason = _serving_tools_missing()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    # As the scaffold's README has the user do (cp .env.example .env), without its keys.
+    (scaffold / ".env").write_text("")
+    worker = await asyncio.create_subprocess_exec(
+        "unshare",
+        "--net",
+        sys.executable,
+        str(WORKER),
+        str(scaffold),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    output, errors = await worker.communicate()
+    assert worker.returncode == 0, errors.decode(errors="replace")[-6000:]
+    seen = json.loads(output.decode().strip().splitlines()[-1])
 
-
-def test_base_graph_passes_compile_options_to_build():
-    graph = SampleGraph()(checkpointer=InMemorySaver(), interrupt_before=["SampleNode"])
-    config = {"configurable": {"thread_id": "t"}}
-    graph.invoke({"query": "hi"}, config)
-    assert graph.get_state(config).next == ("SampleNode",)
-
-
-def test_base_graph_names_an_unnamed_compiled_graph():
-    class Unnamed(BaseGraph):
-        def build(
-            self, checkpointer=None, interrupt_before=None, interrupt_after=None, debug=False
-        ):
-            builder = StateGraph(State)
-            builder.add_node("n", SampleNode())
-            builder.add_edge(START, "n")
-            return builder.compile()
-
-    assert Unnamed()().name == "Unnamed"
-
-
-def test_base_graph_without_build_cannot_be_instantiated():
-    class NoBuild(BaseGraph):
-        pass
-
-    with pytest.raises(TypeError, match="build"):
-        NoBuild()
-
-
-def test_node_name_in_graph_defaults_to_class_name():
-    builder = StateGraph(State)
-    builder.add_node(SampleNode())
-    assert "SampleNode" in builder.nodes
+    assert seen["stateless"] == {"status": 200, "body": {"result": "Welcome to the Act!"}}
+    assert seen["threaded"] == seen["stateless"]
+    assert seen["result"] == "Welcome to the Act!"
+    assert seen["messages"] == ["Welcome to the Act! by Sync Node"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, TypedDict
@@ -631,3 +632,202 @@ def test_plugin_virtual_clock_names_the_event_loop_it_cannot_patch(pytester: pyt
 
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*virtual clock needs asyncio's own event loop*uvloop.Loop*"])
+
+
+# the virtual clock and other processes
+
+_SERVER_IN_A_SUBPROCESS = """
+import socket, sys
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+connection, _ = listener.accept()
+connection.recv(100)
+if sys.argv[1] == "answer":
+    connection.sendall(b"pong\\n")
+connection.recv(100)  # until the client closes
+"""
+
+_SERVER_FIXTURE = f"""
+import asyncio, subprocess, sys
+import pytest
+
+SERVER = {_SERVER_IN_A_SUBPROCESS!r}
+
+def start_server(mode):
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, mode], stdout=subprocess.PIPE, text=True
+    )
+    return process, int(process.stdout.readline())
+
+@pytest.fixture
+def silent_server():
+    process, port = start_server("silent")
+    yield port
+    process.kill()
+    process.wait()
+    process.stdout.close()
+
+@pytest.fixture
+def answering_server():
+    process, port = start_server("answer")
+    yield port
+    process.kill()
+    process.wait()
+    process.stdout.close()
+
+async def ask(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"ping\\n")
+        async with asyncio.timeout(5):
+            return await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+"""
+
+
+def test_a_virtual_clock_test_that_waits_on_another_process_fails_naming_the_cause(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(_FRESH_PROJECT_INI)
+    pytester.makeconftest(_SERVER_FIXTURE)
+    pytester.makepyfile(
+        test_user="""
+        from conftest import ask
+
+        async def test_asks_the_server(virtual_clock, silent_server):
+            assert await ask(silent_server) == b"pong\\n"
+        """
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*TimeoutError*",
+            "*The virtual clock advanced 5 s in * s of real time while this test talked to "
+            "127.0.0.1:*",
+            "*If this test waits on that peer, run the test on real time*@pytest.mark.real_time*",
+        ]
+    )
+
+
+def test_a_failing_virtual_clock_test_that_talked_to_no_one_gets_no_such_note(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(_FRESH_PROJECT_INI)
+    pytester.makepyfile(
+        test_user="""
+        import asyncio
+
+        async def test_times_out(virtual_clock):
+            async with asyncio.timeout(5):
+                await asyncio.sleep(10)
+        """
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*TimeoutError*"])
+    result.stdout.no_fnmatch_line("*talked to*")
+
+
+def test_the_real_time_marker_takes_one_test_off_a_module_marked_virtual_clock(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(_FRESH_PROJECT_INI)
+    pytester.makeconftest(_SERVER_FIXTURE)
+    pytester.makepyfile(
+        test_user="""
+        import asyncio
+        import pytest
+        from conftest import ask
+
+        pytestmark = pytest.mark.virtual_clock
+
+        @pytest.mark.real_time
+        async def test_asks_the_server(answering_server):
+            assert not getattr(asyncio.get_running_loop(), "looptime_on", False)
+            assert await ask(answering_server) == b"pong\\n"
+
+        async def test_sleeps_on_virtual_time():
+            assert asyncio.get_running_loop().looptime_on
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-W", "error")
+
+    result.assert_outcomes(passed=2)
+
+
+def test_the_real_time_marker_and_the_virtual_clock_fixture_together_fail_clearly(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(_FRESH_PROJECT_INI)
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        @pytest.mark.real_time
+        async def test_both(virtual_clock):
+            pass
+        """
+    )
+
+    result = pytester.runpytest_subprocess()
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*marked real_time but requests the virtual_clock fixture*"])
+
+
+@pytest.mark.asyncio_loop_only
+async def test_the_virtual_clock_block_names_a_subprocess_it_waited_on():
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start_and_wait_for_a_subprocess() -> None:
+        started.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import sys; sys.stdin.read()", stdin=asyncio.subprocess.PIPE
+            )
+        )
+        async with asyncio.timeout(5):
+            await started[0].wait()
+
+    with pytest.raises(TimeoutError) as raised, virtual_clock():
+        await start_and_wait_for_a_subprocess()
+    (process,) = started
+    assert process.stdin is not None
+    process.stdin.close()
+    await process.wait()
+
+    (note,) = raised.value.__notes__
+    assert note.startswith("The virtual clock advanced 5 s in ")
+    assert "s of real time while this test talked to a subprocess (" in note
+
+
+def test_an_unmarked_async_test_in_strict_mode_fails_naming_the_setting(
+    pytester: pytest.Pytester,
+):
+    pytester.makeini(_FRESH_PROJECT_INI.replace("asyncio_mode = auto", "asyncio_mode = strict"))
+    pytester.makepyfile(
+        test_user="""
+        import pytest
+
+        async def test_unmarked(node_runner):
+            pass
+
+        @pytest.mark.asyncio
+        async def test_marked(node_runner):
+            pass
+        """
+    )
+
+    result = pytester.runpytest_subprocess("-W", "error")
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ['*test_unmarked: an async test needs pytest-asyncio*asyncio_mode = "auto"*']
+    )

@@ -1,10 +1,11 @@
 """Run the showcase: start the API, run the cast with a live progress bar, print the table.
 
-``python -m examples.showcase`` (or ``make demo``)::
+``make demo ARGS="..."`` (or ``python -m examples.showcase ...``)::
 
     --items N            how many items to fetch (default 500)
     --resume THREAD_ID   continue an interrupted run; finished items are not fetched again
     --api-url URL        use a running API instead of starting the local one
+    --rate R, --concurrency N, --request-timeout S   the budget (all above 0)
 
 Checkpoints, the durable item records and the rows go to SQLite files under .demo/,
 or to PostgreSQL when ``DATABASE_URL`` is set. Ctrl-C stops cleanly (no half-written
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -67,27 +69,59 @@ class Outcome:
     server: ServerStatistics | None = None
     wall_seconds: float = 0.0
     interrupted: bool = False
+    retry_reasons: dict[str, int] = field(default_factory=dict)
+    """Retries this run made, by reason: an HTTP status ("429", "500"...) or "timeout"."""
 
 
-def parse_arguments(argv: Sequence[str] | None = None) -> Options:
-    """The `Options` of a command line."""
+MAKE_DEMO = "make demo"
+"""The program name `make demo` runs this as (its flags go in ``ARGS="..."``)."""
+
+
+def parse_arguments(
+    argv: Sequence[str] | None = None, prog: str = "python -m examples.showcase"
+) -> Options:
+    """The `Options` of a command line; ``prog`` is the name ``--help`` and errors show."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.showcase",
+        prog=prog,
         description="Fetch, parse and store N items from a rate-limited, flaky API, durably.",
     )
-    parser.add_argument("--items", type=int, default=500, help="items to fetch (default 500)")
+    parser.add_argument(
+        "--items",
+        type=_above_zero(int),
+        default=500,
+        metavar="N",
+        help="items to fetch (default 500)",
+    )
     parser.add_argument("--resume", metavar="THREAD_ID", help="continue an interrupted run")
-    parser.add_argument("--api-url", help="use this API instead of starting the local one")
     parser.add_argument(
-        "--rate", type=float, default=DEFAULT_RATE, help="requests/s (default 45; API allows 50)"
+        "--api-url", metavar="URL", help="use this API instead of starting the local one"
     )
-    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument(
-        "--request-timeout", type=float, default=2.0, help="seconds per request (default 2)"
+        "--rate",
+        type=_above_zero(float),
+        default=DEFAULT_RATE,
+        metavar="R",
+        help="requests/s (default 45; API allows 50)",
     )
+    parser.add_argument(
+        "--concurrency",
+        type=_above_zero(int),
+        default=16,
+        metavar="N",
+        help="requests in flight (default 16)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_above_zero(float),
+        default=2.0,
+        metavar="S",
+        help="seconds per request (default 2)",
+    )
+    if prog == MAKE_DEMO:
+        # make passes its ARGS variable on: show the flags the way they are given.
+        flags = parser.format_usage().removeprefix(f"usage: {prog}").strip()
+        parser.usage = f'{prog} ARGS="{flags}"'
     arguments = parser.parse_args(argv)
-    if arguments.items < 1:
-        parser.error("--items must be at least 1")
     return Options(
         items=arguments.items,
         resume=arguments.resume,
@@ -96,6 +130,22 @@ def parse_arguments(argv: Sequence[str] | None = None) -> Options:
         concurrency=arguments.concurrency,
         request_timeout=arguments.request_timeout,
     )
+
+
+def _above_zero(kind: type[int] | type[float]) -> Any:
+    """An argparse ``type=`` taking a finite number of ``kind`` above 0."""
+    wanted = "a whole number" if kind is int else "a number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be {wanted} above 0, got {text!r}")
+        return value
+
+    return parse
 
 
 @contextlib.asynccontextmanager
@@ -249,6 +299,7 @@ async def run_showcase(
                 else:
                     display.update(chunk)
             display.close()
+            outcome.retry_reasons = dict(display.reasons)
             final = await graph.aget_state(config)
             outcome.summary = dict(final.values.get("summary", {}))
     except asyncio.CancelledError:
@@ -300,7 +351,7 @@ def _table(outcome: Outcome, options: Options) -> Table:
     rows = [
         ("items", str(fetch.get("total", 0)), ""),
         ("  ok", str(fetch.get("ok", 0)), "fetched and parsed"),
-        ("  retried", str(fetch.get("retried", 0)), "ok after a 500, 503 or timeout"),
+        ("  retried", str(fetch.get("retried", 0)), _retried_note(outcome.retry_reasons)),
         ("  reused", str(fetch.get("reused", 0)), "recorded by an earlier run, not fetched"),
         ("  failed", str(fetch.get("failed", 0)), "must be 0"),
         ("requests sent", str(fetch.get("requests", 0)), ""),
@@ -327,6 +378,15 @@ def _table(outcome: Outcome, options: Options) -> Table:
     return table
 
 
+def _retried_note(reasons: dict[str, int]) -> str:
+    """What the retries were for, from this run's counts: "ok after a 500 (4) or timeout (1)"."""
+    if not reasons:
+        return "no request needed a retry"
+    named = [f"{reason} ({count})" for reason, count in sorted(reasons.items())]
+    listed = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
+    return f"ok after a {listed}"
+
+
 async def _main(options: Options) -> int:
     console = Console()
     run = asyncio.ensure_future(run_showcase(options, console=console))
@@ -341,9 +401,9 @@ async def _main(options: Options) -> int:
     return outcome.exit_code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m examples.showcase") -> int:
     """The command line: run, and return the exit status."""
-    return asyncio.run(_main(parse_arguments(argv)))
+    return asyncio.run(_main(parse_arguments(argv, prog)))
 
 
 if __name__ == "__main__":

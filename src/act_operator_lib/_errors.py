@@ -6,6 +6,7 @@ or ``except TypeError`` code keeps working::
 
     ActOperatorError
     ├── NodeDefinitionError (TypeError)   a node class is defined wrongly
+    ├── GraphDefinitionError (TypeError)  a BaseGraph's build() or compile options don't fit
     ├── NodeResultError (TypeError)       execute() returned something LangGraph can't merge
     │   └── MissingAwaitError             ... a coroutine: an ``await`` was forgotten
     ├── FunctionNotAsyncError (TypeError) map_concurrent's fn returned no awaitable
@@ -39,6 +40,7 @@ __all__ = [
     "DuplicateItemKeyError",
     "DurableContextError",
     "FunctionNotAsyncError",
+    "GraphDefinitionError",
     "ItemTimeoutError",
     "LimiterKeyConflictError",
     "LimiterUnavailableError",
@@ -66,6 +68,14 @@ class NodeDefinitionError(ActOperatorError, TypeError):
         class Broken(AsyncBaseNode):
             def execute(self, state):  # NodeDefinitionError: use 'async def'
                 ...
+    """
+
+
+class GraphDefinitionError(ActOperatorError, TypeError):
+    """A `BaseGraph` cannot produce its graph as asked.
+
+    ``build()`` returned something that is not a LangGraph graph, or a compile option
+    given to the call conflicts with one ``build()`` already compiled in.
     """
 
 

@@ -109,15 +109,18 @@ class MemoryCacheBackend(CacheBackend):
         return True, value
 
     async def get(self, key: str) -> tuple[bool, Any]:
+        """Return ``(True, value)`` for a live entry, ``(False, None)`` otherwise."""
         return self.get_nowait(key)
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
         self._entries[key] = (asyncio.get_running_loop().time() + ttl, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
     async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
         self._entries.pop(key, None)
 
 
@@ -182,6 +185,7 @@ class RedisCacheBackend(CacheBackend):
         return self._prefix + key
 
     async def get(self, key: str) -> tuple[bool, Any]:
+        """Return ``(True, value)`` for a live entry, ``(False, None)`` otherwise."""
         full_key = self.redis_key(key)
         raw = await self._handle.call(self._handle.client.get(full_key), full_key)
         if raw is None:
@@ -199,6 +203,7 @@ class RedisCacheBackend(CacheBackend):
             ) from None
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds."""
         full_key = self.redis_key(key)
         if self._serializer == "pickle":
             data = pickle.dumps(value)
@@ -215,6 +220,7 @@ class RedisCacheBackend(CacheBackend):
         await self._handle.call(self._handle.client.set(full_key, data, px=milliseconds), full_key)
 
     async def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
         full_key = self.redis_key(key)
         await self._handle.call(self._handle.client.delete(full_key), full_key)
 
@@ -307,7 +313,11 @@ class _CachedFunction(Generic[P, R]):
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():
                 # The last waiter left (cancelled): nobody wants the result any more.
+                # The cancelled task may take a while to end; a caller arriving
+                # meanwhile must start a new computation, not wait for this one.
                 flight.task.cancel()
+                if flights.get(key) is flight:
+                    del flights[key]
         # Every caller, the one whose call computed it included, gets a copy: the
         # object kept in the backend is never handed out.
         return copying.deepcopy(result) if self.copy else result
@@ -342,7 +352,8 @@ def cached(
     - Single-flight: concurrent calls with the same key run the function once and
       all get its result. A failure is not cached and is raised to every waiter.
       Cancelling one waiter leaves the computation running for the others; when
-      the last waiter leaves, the computation is cancelled.
+      the last waiter leaves, the computation is cancelled, and a later caller
+      starts a new one (even while the cancelled one is still winding down).
     - Key: by default the function's module and qualified name plus its arguments
       (bound to the signature, defaults applied, JSON-encoded and hashed), so
       ``f(1)`` and ``f(x=1)`` share an entry. A first parameter named ``self`` or

@@ -2,9 +2,10 @@
 
 `map_durable` is `map_concurrent` with a memory: every item's result is recorded in
 LangGraph's store (the one the graph was compiled with) under the run's thread, the
-node and the item's key. When the node runs again for the same thread (resumed after
-a crash, an error, a timeout or an interrupt, or retried by its ``RetryPolicy``), the
-recorded items are returned without calling ``fn``, and only the rest run::
+running task (one node in one step, or one ``Send``) and the item's key. When that
+task runs again (its step resumed after a crash, an error, a timeout or an interrupt,
+or the node retried by its ``RetryPolicy``), the recorded items are returned without
+calling ``fn``, and only the rest run; any other task starts from nothing::
 
     class Enrich(AsyncBaseNode):
         async def execute(self, state):
@@ -62,6 +63,8 @@ _DELETE_PAGE: Final = 1000
 
 _INT_RANGE: Final = range(-(2**63), 2**64)
 """Integers every store accepts (orjson, used by the SQLite store, stops at 64 bits)."""
+
+_NUL: Final = "which the PostgreSQL store cannot hold (remove it or encode the text)"
 
 
 @overload
@@ -123,18 +126,19 @@ async def map_durable(
 
     Before any call, ``items`` is read to the end (a list is built), every key is
     computed and checked, and the records of an earlier run are read in batches.
+    ``fn``, ``limit``, ``timeout``, ``rate_limiter``, ``return_exceptions`` and
+    ``progress`` are as for `map_concurrent`; progress counts recorded items as done
+    at once.
 
     Args:
-        fn, limit, timeout, rate_limiter, return_exceptions, progress: As for
-            `map_concurrent`. Progress counts recorded items as done at once.
         items: An iterable or async iterable; it is materialised first.
         key: ``key(item) -> str``, unique among the items and stable across runs
             (a database id, a URL, a content hash; not ``id()`` or a position in a
             list that may change).
         store: Where to record; default: the graph's store (``compile(store=...)``).
         namespace: Record under ``NAMESPACE_ROOT + namespace`` instead of the
-            current thread id and node path (needed outside a graph; labels may not
-            contain ".").
+            current thread and task, to share records on purpose (needed outside a
+            graph; labels may not contain ".").
         flush_every: Results gathered before a batched write starts (at least 1).
         flush_interval: Seconds a result may wait for its write (more than 0).
 
@@ -144,12 +148,15 @@ async def map_durable(
         ``return_exceptions=True``) comes back as `RecordedItemError`.
 
     Raises:
-        DurableContextError: no store, or no thread id and no ``namespace``.
+        DurableContextError: no store, or no thread id or running task and no
+            ``namespace``.
         DuplicateItemKeyError: two items have the same key.
-        ResultNotSerializableError: a result is not JSON data (the run stops, as for
-            a failed item; what finished before is recorded).
+        ResultNotSerializableError: a result is not JSON data or holds a NUL
+            character (the run stops, as for a failed item; what finished before is
+            recorded).
         TypeError, ValueError: a bad argument, as for `map_concurrent`; ``key`` not
-            callable or returning something other than a ``str``.
+            callable, returning something other than a ``str``, or a ``str`` with a
+            NUL character.
     """
     if not callable(key):
         raise TypeError(
@@ -199,7 +206,7 @@ async def forget_durable(
 
     Example (inside a node, once the results are safely in the state)::
 
-        await forget_durable()                      # this thread, this node
+        await forget_durable()                      # this task's records
 
     Outside a graph, name what to forget::
 
@@ -213,7 +220,8 @@ async def forget_durable(
         thread_id: A thread whose records to delete (every node, or ``node`` only).
         node: With ``thread_id``: the node's path, as recorded (the node name; for
             a node in a subgraph, ``"subgraph|node"``).
-        With none of ``namespace`` / ``thread_id``: the current thread and node.
+
+    With none of ``namespace`` / ``thread_id``, the running task's records are deleted.
 
     Raises:
         DurableContextError: no store, or nothing names the records.
@@ -288,7 +296,9 @@ class _Recorder:
             record: dict[str, Any] = {
                 "error": {
                     "type": f"{error_type.__module__}.{error_type.__qualname__}",
-                    "message": str(value),
+                    # PostgreSQL cannot store NUL in text or jsonb; a message is
+                    # for reading, so it is escaped rather than refused.
+                    "message": str(value).replace("\x00", "\\x00"),
                 }
             }
         else:
@@ -364,6 +374,12 @@ def _item_keys(key: Callable[[Any], str], items: list[Any]) -> list[str]:
                 f"map_durable(key=...) must return a str; for item {index} it returned "
                 f"{type(item_key).__name__} {item_key!r}"
             )
+        if "\x00" in item_key:
+            raise ValueError(
+                f"map_durable(key=...) must return a str without NUL characters (\\x00), "
+                f"which the PostgreSQL store cannot hold; for item {index} it returned "
+                f"{item_key!r}"
+            )
         seen = first_index.setdefault(item_key, index)
         if seen != index:
             raise DuplicateItemKeyError(item_key, seen, index)
@@ -436,7 +452,7 @@ def _resolve_namespace(namespace: str | tuple[str, ...] | None, caller: str) -> 
     if config is None:
         raise DurableContextError(
             f"{caller}() outside a LangGraph node needs `namespace=...` to know where "
-            "its records are (inside a node, the thread id and node name are used)"
+            "its records are (inside a node, the thread id and the task are used)"
         )
     thread_id = config.get("configurable", {}).get("thread_id")
     if thread_id is None or thread_id == "":
@@ -446,7 +462,14 @@ def _resolve_namespace(namespace: str | tuple[str, ...] | None, caller: str) -> 
             f"checkpointer, so the run can be resumed), or pass `{caller}(..., "
             "namespace=...)`"
         )
-    return (*NAMESPACE_ROOT, _label(str(thread_id)), _label(_node_path(config)))
+    node_path, task_id = _task(config)
+    if not task_id:
+        raise DurableContextError(
+            f"{caller}() records results per LangGraph task, and this call is not inside "
+            "one (the config has no task id in its checkpoint_ns): call it from a node "
+            f"or a @task, or pass `{caller}(..., namespace=...)`"
+        )
+    return (*NAMESPACE_ROOT, _label(str(thread_id)), _label(node_path), _label(task_id))
 
 
 def _current_config() -> RunnableConfig | None:
@@ -456,14 +479,19 @@ def _current_config() -> RunnableConfig | None:
         return None
 
 
-def _node_path(config: RunnableConfig) -> str:
-    """``"node"``, or ``"subgraph|node"`` inside a subgraph: the checkpoint namespace
-    without its task ids, so every attempt of the node finds the same records."""
-    checkpoint_ns = config.get("configurable", {}).get("checkpoint_ns") or ""
-    names = [part.split(":", 1)[0] for part in str(checkpoint_ns).split("|") if part]
-    if names:
-        return "|".join(names)
-    return str(config.get("metadata", {}).get("langgraph_node") or "graph")
+def _task(config: RunnableConfig) -> tuple[str, str]:
+    """The node path and the task id of the running task, from its checkpoint namespace.
+
+    ``"fan:<task id>"`` gives ``("fan", "<task id>")``; inside a subgraph,
+    ``"sub:<id>|fan:<task id>"`` gives ``("sub|fan", "<task id>")``. LangGraph derives
+    a task id from the step's checkpoint (and a ``Send``'s position), so it is the same
+    when that step is resumed or the task retried, and new for every other task.
+    """
+    checkpoint_ns = str(config.get("configurable", {}).get("checkpoint_ns") or "")
+    parts = [part.partition(":") for part in checkpoint_ns.split("|") if part]
+    if not parts:
+        return "", ""
+    return "|".join(name for name, _, _ in parts), parts[-1][2]
 
 
 def _label(text: str) -> str:
@@ -474,7 +502,11 @@ def _label(text: str) -> str:
 
 def _json_problem(value: Any, path: str) -> str | None:
     """What keeps ``value`` from being stored as JSON by every store, or None."""
-    if value is None or isinstance(value, str | bool):
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if "\x00" in value:
+            return f"{path} is a str with a NUL character (\\x00), {_NUL}"
         return None
     if isinstance(value, int):
         if value in _INT_RANGE:
@@ -488,6 +520,8 @@ def _json_problem(value: Any, path: str) -> str | None:
         for name, element in value.items():
             if not isinstance(name, str):
                 return f"{path} has a {type(name).__name__} key {name!r} (JSON keys are str)"
+            if "\x00" in name:
+                return f"{path} has a key {name!r} with a NUL character (\\x00), {_NUL}"
             problem = _json_problem(element, f"{path}[{name!r}]")
             if problem is not None:
                 return problem

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SupportsAcquire", "SupportsPause", "SupportsRelease"]
+__all__ = ["Limiter", "SupportsAcquire", "SupportsPause", "SupportsRelease"]
 
 
 @runtime_checkable
@@ -24,7 +24,8 @@ class SupportsAcquire(Protocol):
             await send_request()
     """
 
-    def acquire(self) -> Awaitable[Any]: ...
+    def acquire(self) -> Awaitable[Any]:
+        """Wait until the limiter grants one call."""
 
 
 @runtime_checkable
@@ -43,7 +44,8 @@ class SupportsRelease(SupportsAcquire, Protocol):
             await limiter.release()
     """
 
-    def release(self) -> Any: ...
+    def release(self) -> Any:
+        """Give back the slot an ``acquire()`` took."""
 
 
 @runtime_checkable
@@ -55,4 +57,30 @@ class SupportsPause(Protocol):
         await limiter.pause(2.0)   # nobody sharing the limiter is granted for 2 s
     """
 
-    def pause(self, seconds: float) -> Awaitable[None]: ...
+    def pause(self, seconds: float) -> Awaitable[None]:
+        """Grant nobody for ``seconds``."""
+
+
+@runtime_checkable
+class Limiter(SupportsRelease, Protocol):
+    """Any limiter of this library: ``acquire``/``release``, ``async with``, ``statistics()``.
+
+    Every limiter in `act_operator_lib.limits` (in-process and Redis) meets it, so
+    ``isinstance(x, Limiter)`` tells them apart from other objects; what a call site
+    needs is usually narrower (`SupportsAcquire` for a rate, `SupportsRelease` for
+    slots), which aiolimiter's ``AsyncLimiter`` or ``asyncio.Semaphore`` also meet.
+
+    Example::
+
+        def describe(limiter: Limiter) -> str:
+            return f"{limiter!r}: {limiter.statistics()}"
+    """
+
+    def statistics(self) -> Any:
+        """A snapshot of the limiter's state."""
+
+    def __aenter__(self) -> Awaitable[Any]:
+        """Acquire, as ``async with limiter:``."""
+
+    def __aexit__(self, *exc_info: Any) -> Awaitable[Any]:
+        """Release, at the end of ``async with limiter:``."""

@@ -103,7 +103,9 @@ class Resource(ABC, Generic[T]):
             ) from None
         bound = state.get(self.name)
         if bound is None:
-            bound = state.setdefault(self.name, BoundResource(self, _label(instance, self.name)))
+            bound = state.setdefault(
+                self.name, BoundResource(self, _label(instance, self.name), self.name)
+            )
         return bound
 
     def __set__(self, instance: object, value: object) -> None:
@@ -128,9 +130,9 @@ class BoundResource(Generic[T]):
     ``aclose()`` is running raises `ResourceClosedError`.
     """
 
-    __slots__ = ("_closed", "_label", "_lock", "_opened", "_resource", "_slots")
+    __slots__ = ("_attribute", "_closed", "_label", "_lock", "_opened", "_resource", "_slots")
 
-    def __init__(self, resource: Resource[T], label: str) -> None:
+    def __init__(self, resource: Resource[T], label: str, attribute: str = "resource") -> None:
         if not isinstance(resource, Resource):
             raise TypeError(
                 "BoundResource(resource=...) must be a Resource (HTTPResource, "
@@ -139,6 +141,7 @@ class BoundResource(Generic[T]):
             )
         self._resource = resource
         self._label = label
+        self._attribute = attribute
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Slot[T]] = (
             weakref.WeakKeyDictionary()
         )
@@ -153,6 +156,23 @@ class BoundResource(Generic[T]):
         if slot is not None and slot.closing is None and slot.value is not _MISSING:
             return slot.value
         return await self._slow_get(loop, slot)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a missing attribute: typically the value's method called on
+        # the resource itself (``self.http.get(url)``). Private names (and those of
+        # copy/pickle probes) keep the plain error, and never recurse on a missing slot.
+        if name.startswith("_"):
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+            )
+        attribute = self._attribute
+        raise AttributeError(
+            f"{self._label} has no attribute {name!r}: it is the pooled resource, not its "
+            f"value. Get the value first: `value = await self.{attribute}()` or "
+            f"`async with self.{attribute} as value:`, then `value.{name}(...)`",
+            name=name,
+            obj=self,
+        )
 
     async def __aenter__(self) -> T:
         return await self()

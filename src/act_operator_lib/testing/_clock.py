@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["Stopwatch", "VirtualClock", "virtual_clock"]
 
 TESTING_EXTRA = "pip install 'act-operator-lib[testing]'"
+REAL_TIME_FIX = (
+    "run the test on real time: drop the `virtual_clock` fixture or marker (or the `with "
+    "virtual_clock():` block), or mark the test @pytest.mark.real_time where a module or "
+    "class is marked virtual_clock"
+)
 
 
 class Stopwatch:
@@ -122,8 +129,70 @@ def virtual_clock() -> Iterator[VirtualClock]:
     now = loop.time()
     loop = looptime.patch_event_loop(loop, _enabled=False)
     loop.setup_looptime(start=now, _enabled=False)
-    with loop.looptime_enabled():
+    with loop.looptime_enabled(), explain_waits_on_other_processes(loop):
         yield VirtualClock()
+
+
+# What the running virtual-clock block connected to or started; None outside one.
+# Module-wide rather than a context variable: connections are made from worker threads too.
+_outside: list[str] | None = None
+_audit_hook_added = False
+
+
+def _on_audit_event(event: str, args: tuple[Any, ...]) -> None:
+    if _outside is None:
+        return
+    if event == "socket.connect":
+        address = args[1]
+        if isinstance(address, tuple) and len(address) >= 2:
+            _outside.append(f"{address[0]}:{address[1]}")
+        else:
+            _outside.append(str(address))
+    elif event == "subprocess.Popen":
+        _outside.append(f"a subprocess ({args[0]})")
+
+
+@contextlib.contextmanager
+def explain_waits_on_other_processes(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """Name the cause when a block on virtual time fails after talking to another process.
+
+    The clock virtualises this loop's time only. A server in a subprocess or thread, or
+    a database, answers in real time; while the loop waits for it with nothing else to
+    do, looptime jumps to the loop's next timer, so timeouts fire before any answer.
+    When the block raises, and it connected a socket or started a subprocess while
+    virtual time ran ahead of real time, a note saying so and how to fix it is added to
+    the exception (pytest prints it under the traceback).
+    """
+    global _outside, _audit_hook_added
+    if not _audit_hook_added:
+        # Audit hooks cannot be removed; it returns at once outside a virtual-clock block.
+        sys.addaudithook(_on_audit_event)
+        _audit_hook_added = True
+    previous, outside = _outside, list[str]()
+    _outside = outside
+    virtual_start, real_start = loop.time(), time.monotonic()
+    try:
+        yield
+    except Exception as error:
+        virtual, real = loop.time() - virtual_start, time.monotonic() - real_start
+        if outside and virtual > real:
+            error.add_note(_explanation(outside, virtual, real))
+        raise
+    finally:
+        _outside = previous
+
+
+def _explanation(outside: list[str], virtual: float, real: float) -> str:
+    peers = list(dict.fromkeys(outside))
+    named = ", ".join(peers[:3]) + (f" and {len(peers) - 3} more" if len(peers) > 3 else "")
+    return (
+        f"The virtual clock advanced {round(virtual, 6):g} s in {real:.2g} s of real time "
+        f"while this test talked to {named}. It virtualises this event loop's time only: "
+        "a peer outside the loop (a server in a subprocess or thread, a database) answers "
+        "in real time, and while the loop waits for it the clock jumps to the loop's next "
+        "timer, so timeouts fire before the answer arrives.\n"
+        f"If this test waits on that peer, {REAL_TIME_FIX}."
+    )
 
 
 def import_looptime(feature: str) -> Any:

@@ -2,7 +2,9 @@
 
 Fixtures: ``node_runner``, ``virtual_clock``, ``custom_stream``, ``fake_chat_model``,
 ``no_blocking_calls``. Markers: ``@pytest.mark.virtual_clock`` and
-``@pytest.mark.no_blocking_calls`` (the fixtures' effect without the argument).
+``@pytest.mark.no_blocking_calls`` (the fixtures' effect without the argument), and
+``@pytest.mark.real_time`` (real time for one test of a module or class marked
+``virtual_clock``).
 
 The virtual clock needs looptime and pytest-asyncio; the blocking-call check needs
 blockbuster. Both are imported only when a test asks for them, so projects without
@@ -20,7 +22,11 @@ import pytest
 
 from act_operator_lib.streaming import capture_custom_stream
 from act_operator_lib.testing._blocking import assert_no_blocking_calls
-from act_operator_lib.testing._clock import TESTING_EXTRA, VirtualClock
+from act_operator_lib.testing._clock import (
+    TESTING_EXTRA,
+    VirtualClock,
+    explain_waits_on_other_processes,
+)
 from act_operator_lib.testing._fakes import fake_chat_model as _fake_chat_model
 from act_operator_lib.testing._run import NodeRun, run_node, run_node_sync
 
@@ -39,6 +45,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "virtual_clock: run this async test on virtual time (sleeps and timeouts take no "
         "wall time); needs act-operator-lib[testing] and pytest-asyncio",
+    )
+    config.addinivalue_line(
+        "markers",
+        "real_time: run this test on real time where its module or class is marked "
+        "virtual_clock (a test that talks to another process needs real time)",
     )
     config.addinivalue_line(
         "markers",
@@ -120,6 +131,12 @@ def custom_stream() -> Iterator[list[Any]]:
 def virtual_clock(request: pytest.FixtureRequest) -> VirtualClock:
     """Run this async test on virtual time; read it with ``virtual_clock.now``."""
     _require_virtual_clock(request.node)
+    if request.node.get_closest_marker("real_time") is not None:
+        pytest.fail(
+            f"{request.node.nodeid}: the test is marked real_time but requests the "
+            "virtual_clock fixture; drop one of them",
+            pytrace=False,
+        )
     request.node.stash[_EVENT_LOOP_POLICY] = request.getfixturevalue("event_loop_policy")
     return VirtualClock()
 
@@ -154,6 +171,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixturenames = getattr(item, "fixturenames", None)
         if (
             item.get_closest_marker("virtual_clock") is not None
+            and item.get_closest_marker("real_time") is None
             and isinstance(fixturenames, list)
             and "virtual_clock" not in fixturenames
         ):
@@ -183,8 +201,46 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, o
         loop = looptime.patch_event_loop(loop, start=loop.time(), _enabled=False)
     if loop.looptime_on:
         return (yield)
-    with loop.looptime_enabled():
+    with loop.looptime_enabled(), explain_waits_on_other_processes(loop):
         return (yield)
+
+
+_KIT_FIXTURES = frozenset(
+    {"custom_stream", "fake_chat_model", "no_blocking_calls", "node_runner", "virtual_clock"}
+)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # In pytest-asyncio's default strict mode an unmarked async test is not run by it,
+    # and pytest's own message suggests installing a plugin that is already there.
+    if not isinstance(item, pytest.Function):
+        return
+    test = getattr(item.obj, "__wrapped__", item.obj)
+    uses_kit = _KIT_FIXTURES.intersection(item.fixturenames) or any(
+        item.get_closest_marker(name) for name in ("virtual_clock", "no_blocking_calls")
+    )
+    if (
+        not inspect.iscoroutinefunction(test)
+        or not uses_kit
+        or item.get_closest_marker("asyncio") is not None
+        or item.get_closest_marker("anyio") is not None
+    ):
+        return
+    try:
+        mode = item.config.getini("asyncio_mode")
+    except ValueError:  # pytest-asyncio is not installed
+        mode = None
+    if mode == "auto":
+        return
+    pytest.fail(
+        f"{item.nodeid}: an async test needs pytest-asyncio to run it: "
+        + ("" if mode else "pip install pytest-asyncio, then ")
+        + 'set asyncio_mode = "auto" under [tool.pytest.ini_options] in pyproject.toml, '
+        "or mark the test @pytest.mark.asyncio (pytest-asyncio's default strict mode "
+        "runs only marked tests)",
+        pytrace=False,
+    )
 
 
 @pytest.hookimpl(wrapper=True)
