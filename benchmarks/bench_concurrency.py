@@ -9,16 +9,21 @@ kept (the machine may be busy).
 
 Memory: 1,000,000 items of ``await asyncio.sleep(0)`` at limit 100, peak traced by
 tracemalloc beyond the result list itself.
+
+``BENCH_CONCURRENCY_QUICK=1`` runs a quick check instead (a tenth of the items, more
+rounds, the worker pool against map_concurrent only) for use while changing the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import operator
+import os
 import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Annotated, Any, TypedDict
 
 import aiometer
@@ -34,6 +39,7 @@ ROUNDS = 3
 MEMORY_ITEMS = 1_000_000
 GATHER_MEMORY_ITEMS = 100_000
 OVERHEAD_ITEMS = 100_000
+QUICK = os.environ.get("BENCH_CONCURRENCY_QUICK") == "1"
 
 
 async def work(item: int) -> int:
@@ -175,7 +181,41 @@ async def _peak_beyond_results(
     return (peak - sys.getsizeof(results)) / 1e6
 
 
+async def _quick() -> str:
+    """Worker pool against map_concurrent: throughput and scheduling cost, best of 7."""
+    items, overhead_items, rounds = ITEMS // 10, OVERHEAD_ITEMS // 10, 7
+    contenders: dict[str, Callable[[Callable[[int], Awaitable[Any]], Iterable[int]], Any]] = {
+        "hand-written worker pool": worker_pool,
+        "map_concurrent": with_map_concurrent,
+    }
+    best = dict.fromkeys(contenders, float("inf"))
+    cost = dict.fromkeys(contenders, float("inf"))
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            seconds = await _timed(partial(run, work, range(items)), items)
+            best[name] = min(best[name], seconds)
+            seconds = await _timed(partial(run, instant, range(overhead_items)), overhead_items)
+            cost[name] = min(cost[name], seconds / overhead_items * 1e6)
+    pool = "hand-written worker pool"
+    return "\n".join(
+        [
+            f"Quick check ({items:,} items of {DELAY * 1e3:.0f} ms, limit {LIMIT}; "
+            f"{overhead_items:,} items of `sleep(0)`; best of {rounds}):",
+            "",
+            "| Contender | Seconds | vs worker pool | µs per item |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {name} | {best[name]:.3f} | {best[name] / best[pool]:.3f}x | {cost[name]:.2f} |"
+                for name in contenders
+            ),
+            "",
+        ]
+    )
+
+
 def main() -> str:
+    if QUICK:
+        return asyncio.run(_quick())
     best = asyncio.run(_throughput())
     overhead = asyncio.run(_overhead())
     map_memory = asyncio.run(_peak_beyond_results(with_map_concurrent, MEMORY_ITEMS))

@@ -32,13 +32,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config, get_store
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
+from act_operator_lib._engine import Run
 from act_operator_lib._errors import (
     DuplicateItemKeyError,
     DurableContextError,
     RecordedItemError,
     ResultNotSerializableError,
 )
-from act_operator_lib.concurrency import SupportsAcquire, _collect, _Run
+from act_operator_lib.limits._protocols import SupportsAcquire
 
 __all__ = ["NAMESPACE_ROOT", "forget_durable", "map_durable"]
 
@@ -169,18 +170,24 @@ async def map_durable(
             f"map_durable(items=...) must be an iterable or async iterable, "
             f"got {type(items).__name__}"
         )
-    run = _Run(
-        fn, materialised, limit, timeout, rate_limiter, return_exceptions, progress, "map_durable"
+    run = Run(
+        fn,
+        materialised,
+        limit=limit,
+        timeout=timeout,
+        rate_limiter=rate_limiter,
+        return_exceptions=return_exceptions,
+        progress=progress,
+        caller="map_durable",
     )
     keys = _item_keys(key, materialised)
-    run.recorded = await _read_records(target, prefix, keys, return_exceptions)
-    if len(run.recorded) == len(materialised):
-        return await _collect(run)
+    recorded = await _read_records(target, prefix, keys, return_exceptions)
+    if len(recorded) == len(materialised):
+        return await run.collect(recorded=recorded)
     recorder = _Recorder(target, prefix, keys, run, flush_every, flush_interval)
-    run.on_finished = recorder.record
     recorder.start()
     try:
-        results = await _collect(run)
+        results = await run.collect(recorded=recorded, on_result=recorder.record)
     except BaseException:
         await recorder.close(raise_errors=False)
         raise
@@ -260,7 +267,7 @@ class _Recorder:
         store: BaseStore,
         namespace: tuple[str, ...],
         keys: list[str],
-        run: _Run,
+        run: Run,
         flush_every: int,
         flush_interval: float,
     ) -> None:
