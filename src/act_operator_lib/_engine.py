@@ -11,13 +11,20 @@ hook per new result, which is how `map_durable` records (``collect(on_result=...
     pages = await run.collect()
 
 Whatever way a run ends (results, a failure, the caller cancelled, the consumer of a
-stream leaving early), every task it started has finished when control returns.
+stream leaving early), every task it started has finished when control returns. Each
+item runs in its own copy of the context captured when the run was made, as a task
+of ``asyncio.gather`` would, without a task per item. LangGraph's control flow
+(`GraphBubbleUp`: ``interrupt()``, ``Command(graph=PARENT)``) and any error that is
+not an `Exception` end the run whatever ``return_exceptions`` says; the latter cancels
+the calls in flight at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
+import types
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
@@ -25,12 +32,15 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
+    Generator,
     Iterable,
     Iterator,
     Mapping,
     Sized,
 )
 from typing import Any, Final
+
+from langgraph.errors import GraphBubbleUp
 
 from act_operator_lib import streaming
 from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
@@ -57,14 +67,46 @@ class _Failure:
         self.error = error
 
 
+@types.coroutine
+def _in_context(
+    context: contextvars.Context, awaitable: Awaitable[Any]
+) -> Generator[Any, Any, Any]:
+    """Await ``awaitable`` with each of its steps run in ``context``, as a task would.
+
+    A task per item would give each item its own context too, at several times the
+    cost of this trampoline, which itself is used only once an item left a change
+    in its worker's context (see `Run._work`).
+    """
+    steps = awaitable if type(awaitable) is types.CoroutineType else awaitable.__await__()
+    run = context.run
+    send = steps.send
+    step: Callable[[Any], Any] = send
+    argument: Any = None
+    while True:
+        try:
+            yielded = run(step, argument)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            argument = yield yielded
+            step = send
+        except GeneratorExit:
+            run(steps.close)
+            raise
+        except BaseException as error:
+            step = steps.throw
+            argument = error
+
+
 class _Progress:
     """Throttled ``{"done", "total"}`` reports plus heartbeats for one run."""
 
-    __slots__ = ("_last", "_loop", "done", "total")
+    __slots__ = ("_last", "_loop", "_reported", "done", "total")
 
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.done = 0
+        self._reported = -1
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
         self.report()
@@ -77,8 +119,14 @@ class _Progress:
             self.report()
 
     def report(self) -> None:
+        self._reported = self.done
         streaming.emit({"done": self.done, "total": self.total})
         streaming.heartbeat()
+
+    def finish(self) -> None:
+        """The final report, unless the last one already said as much."""
+        if self._reported != self.done:
+            self.report()
 
 
 class Run:
@@ -90,6 +138,7 @@ class Run:
 
     __slots__ = (
         "_aiterator",
+        "_context",
         "_iterator",
         "_lock",
         "_next_index",
@@ -154,6 +203,7 @@ class Run:
                 f"got {type(items).__name__}"
             )
         self.total = len(items) if isinstance(items, Sized) else None
+        self._context = contextvars.copy_context()
         self.caller = caller
         self.fn = fn
         self.limit = limit
@@ -231,6 +281,9 @@ class Run:
         self._stopped = True
         if self.error is None:
             self.error = error
+        self._cancel_others()
+
+    def _cancel_others(self) -> None:
         current = asyncio.current_task()
         for worker in self._workers:
             if worker is not current:
@@ -244,14 +297,17 @@ class Run:
         if self._aiterator is not None:
             self._lock = asyncio.Lock()
         loop = asyncio.get_running_loop()
-        self._workers = [loop.create_task(self._worker()) for _ in range(count)]
+        context = self._context
+        self._workers = [
+            loop.create_task(self._worker(), context=context.copy()) for _ in range(count)
+        ]
         self.alive = count
         return self._workers
 
     def _finish(self) -> None:
         """Send the final progress report."""
         if self._progress is not None:
-            self._progress.report()
+            self._progress.finish()
 
     async def _worker(self) -> None:
         await self._work()
@@ -268,6 +324,11 @@ class Run:
         iterator = self._iterator
         recorded = self._recorded
         on_result = self._on_result
+        context = self._context
+        # Items run in the worker's own context (a copy of the caller's) as long as
+        # none of them changed it, which costs one comparison per item; once one did,
+        # each later item of this worker runs in a fresh copy of the caller's.
+        clean = True
         # Each worker checks its first call's result is awaitable, so a sync ``fn``
         # stops the run with an error naming the argument (even with
         # return_exceptions=True) instead of failing every item with Python's "can't
@@ -299,12 +360,18 @@ class Run:
             try:
                 if rate_limiter is not None:
                     await rate_limiter.acquire()
-                call = fn(item)
+                if clean:
+                    call = fn(item)
+                else:
+                    item_context = context.copy()
+                    call = item_context.run(fn, item)
                 if not checked:
                     checked = True
                     if not inspect.isawaitable(call):
                         await self._stop_with(_not_async(fn, call, self.caller))
                         return
+                if not clean:
+                    call = _in_context(item_context, call)
                 if timeout is None:
                     value = await call
                 else:
@@ -321,7 +388,13 @@ class Run:
                 if not await self._item_failed(index, error):
                     return
                 value = error
+            except BaseException as error:
+                # KeyboardInterrupt, SystemExit, pytest.fail(): nobody wants the rest.
+                await self._stop_with(error, at_once=True)
+                return
             del item
+            if clean and contextvars.copy_context() != context:
+                clean = False
             if results is not None:
                 results[index] = value
                 if on_result is not None:
@@ -370,16 +443,26 @@ class Run:
         self._stopped = True
 
     async def _item_failed(self, index: int, error: BaseException) -> bool:
-        """Record a failed item; True when the run goes on (return_exceptions=True)."""
-        if self.return_exceptions:
+        """Record a failed item; True when the run goes on (return_exceptions=True).
+
+        LangGraph's control flow is never an item's result: it ends the run, so the
+        graph pauses (``interrupt()``) or routes (``Command(graph=PARENT)``).
+        """
+        if self.return_exceptions and not isinstance(error, GraphBubbleUp):
             return True
         await self._stop_with(error)
         return False
 
-    async def _stop_with(self, error: BaseException) -> None:
-        """End the run with ``error``, whatever ``return_exceptions`` says."""
+    async def _stop_with(self, error: BaseException, *, at_once: bool = False) -> None:
+        """End the run with ``error``, whatever ``return_exceptions`` says.
+
+        ``at_once``: a stream cancels the calls in flight now, not when its consumer
+        reaches the error (a list run always does).
+        """
         self._stopped = True
         if self._queue is not None:
+            if at_once:
+                self._cancel_others()
             await self._queue.put(_Failure(error))
         else:
             self.abort(error)
