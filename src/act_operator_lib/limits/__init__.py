@@ -1,6 +1,12 @@
 """Rate and concurrency limits shared by every call that uses them."""
 
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
+from act_operator_lib.limits._protocols import (
+    Limiter,
+    SupportsAcquire,
+    SupportsPause,
+    SupportsRelease,
+)
 from act_operator_lib.limits._rate import RateLimiter
 from act_operator_lib.limits._redis import (
     OnUnavailable,
@@ -11,9 +17,13 @@ from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = [
     "ConcurrencyLimiter",
+    "Limiter",
     "LimiterStatistics",
     "OnUnavailable",
     "RateLimiter",
     "RedisConcurrencyLimiter",
     "RedisRateLimiter",
+    "SupportsAcquire",
+    "SupportsPause",
+    "SupportsRelease",
 ]
