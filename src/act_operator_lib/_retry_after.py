@@ -15,7 +15,7 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-__all__ = ["MAX_RETRY_AFTER", "retry_after"]
+__all__ = ["MAX_RETRY_AFTER", "http_status", "retry_after"]
 
 MAX_RETRY_AFTER = 60.0
 """Most seconds `retry_after` returns; a longer wish is cut to this.
@@ -90,7 +90,7 @@ def _from_headers(error: BaseException) -> float | None:
     seconds = _seconds(_header(headers, "retry-after"))
     if seconds is None:
         seconds = _http_date(_header(headers, "retry-after"))
-    if seconds is not None or _status(error, response) != _TOO_MANY_REQUESTS:
+    if seconds is not None or http_status(error) != _TOO_MANY_REQUESTS:
         return seconds
     resets = [
         reset
@@ -123,7 +123,14 @@ def _header(headers: Any, name: str) -> str | None:
     return value.strip() if isinstance(value, str) else None
 
 
-def _status(error: BaseException, response: object) -> int | None:
+def http_status(error: BaseException) -> int | None:
+    """The HTTP status of the answer ``error`` was raised for, or None (no answer came).
+
+    Example::
+
+        http_status(openai_rate_limit_error)   # 429
+    """
+    response = _attribute(error, "response")
     for owner, name in (
         (error, "status_code"),  # openai, anthropic
         (error, "status"),  # aiohttp
