@@ -289,7 +289,9 @@ def openai_server(limits: ServerLimits | None = None) -> Iterator[OpenAIServer]:
         app.router.add_post("/v1/chat/completions", server.handle)
         # Other clients (anthropic's SDK) reach it only for answers set by `answer_next`.
         app.router.add_post("/v1/messages", server.handle)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0)
