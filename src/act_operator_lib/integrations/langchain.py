@@ -8,7 +8,7 @@ Two pieces, for the two ways a chat model meets a limit:
   request) in a multi-rate limiter before each call and settles the real total from
   the response's ``usage_metadata`` afterwards, streaming included::
 
-      budget = MultiRateLimiter(requests=500, tokens=90_000, per=60)
+      budget = MultiRateLimiter(requests=Rate(500, per=60), tokens=Rate(90_000, per=60))
       model = with_token_budget(ChatOpenAI(model="gpt-4o-mini", max_retries=0), budget)
       answer = await model.ainvoke("hello")     # reserves 100 tokens, settles e.g. 37
 
@@ -91,14 +91,14 @@ class LangChainRateLimiter(BaseRateLimiter):
 class SupportsSettle(Protocol):
     """A reservation: ``await reservation.settle(tokens=n)`` charges the real cost."""
 
-    def settle(self, *, tokens: int) -> Awaitable[Any]: ...
+    def settle(self, **actual: int) -> Awaitable[Any]: ...
 
 
 @runtime_checkable
 class SupportsReserve(Protocol):
-    """A multi-rate limiter: ``await limiter.reserve(requests=1, tokens=n)`` takes both."""
+    """A multi-rate limiter: ``await limiter.reserve(tokens=n)`` takes every rate at once."""
 
-    def reserve(self, *, requests: int, tokens: int) -> Awaitable[Any]: ...
+    def reserve(self, **costs: int) -> Awaitable[Any]: ...
 
 
 Estimate = int | Callable[[LanguageModelInput], int]
@@ -109,22 +109,24 @@ def with_token_budget(
     limiter: SupportsReserve,
     *,
     estimate: Estimate = 100,
+    rate: str = "tokens",
 ) -> TokenBudgetModel:
     """Make ``model`` reserve tokens in ``limiter`` before each call and settle them after.
 
     Example::
 
-        budget = MultiRateLimiter(requests=500, tokens=90_000, per=60)
+        budget = MultiRateLimiter(requests=Rate(500, per=60), tokens=Rate(90_000, per=60))
         model = with_token_budget(ChatOpenAI(model="gpt-4o-mini", max_retries=0), budget)
         await model.ainvoke("hello")
 
     Each call (``invoke``, ``ainvoke``, ``stream``, ``astream``, batches) first
-    reserves one request and ``estimate`` tokens (an int, or a function of the call's
-    input when the cost is known before the call), then settles the total from the
-    answer's ``usage_metadata`` (for a stream, summed over its chunks). See
-    `TokenBudgetModel` for what happens on errors and without usage.
+    reserves ``estimate`` tokens (an int, or a function of the call's input when the
+    cost is known before the call) from the limiter's rate named ``rate``, and the
+    default cost of its other rates (one request), all at once; then it settles the
+    tokens to the total of the answer's ``usage_metadata`` (for a stream, summed over
+    its chunks). See `TokenBudgetModel` for errors and answers without usage.
     """
-    return TokenBudgetModel(model, limiter, estimate=estimate)
+    return TokenBudgetModel(model, limiter, estimate=estimate, rate=rate)
 
 
 class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
@@ -147,6 +149,8 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
       sharing it (if it supports ``pause``);
     - any other failure (a timeout, a broken or abandoned stream, cancellation): the
       estimate, since the server may have charged it.
+
+    Bind tools with `bind_tools` on this object (the budget stays on the result).
     """
 
     def __init__(
@@ -155,6 +159,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         limiter: SupportsReserve,
         *,
         estimate: Estimate = 100,
+        rate: str = "tokens",
     ) -> None:
         if not isinstance(model, Runnable):
             raise TypeError(
@@ -164,8 +169,8 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         if not isinstance(limiter, SupportsReserve):
             raise TypeError(
                 "with_token_budget(limiter=...) must be a multi-rate limiter with "
-                "`reserve(requests=..., tokens=...)`, e.g. MultiRateLimiter(requests=500, "
-                f"tokens=90_000, per=60), got {type(limiter).__name__}."
+                "`reserve(tokens=...)`, e.g. MultiRateLimiter(requests=Rate(500, per=60), "
+                f"tokens=Rate(90_000, per=60)), got {type(limiter).__name__}."
             )
         if not callable(estimate) and (
             isinstance(estimate, bool) or not isinstance(estimate, int) or estimate < 0
@@ -174,14 +179,20 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
                 "with_token_budget(estimate=...) must be an int >= 0 (tokens per call) or a "
                 f"function of the call's input returning one, got {estimate!r}."
             )
+        if not isinstance(rate, str):
+            raise TypeError(
+                "with_token_budget(rate=...) must be the name of the limiter's token rate, "
+                f"e.g. 'tokens', got {type(rate).__name__}."
+            )
         self.model = model
         self.limiter = limiter
         self.estimate = estimate
+        self.rate = rate
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> TokenBudgetModel:
         """The model with ``tools`` bound (its ``bind_tools``), under the same budget."""
         bound = self.model.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
-        return TokenBudgetModel(bound, self.limiter, estimate=self.estimate)
+        return TokenBudgetModel(bound, self.limiter, estimate=self.estimate, rate=self.rate)
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -194,7 +205,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             run_async(self._failed(reservation, tokens, error))
             raise
-        run_async(_settle(reservation, _total(message, tokens)))
+        run_async(self._settle(reservation, _total(message, tokens)))
         return message
 
     async def ainvoke(
@@ -208,7 +219,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             await self._failed(reservation, tokens, error)
             raise
-        await reservation.settle(tokens=_total(message, tokens))
+        await self._settle(reservation, _total(message, tokens))
         return message
 
     def stream(
@@ -225,7 +236,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             run_async(self._failed(reservation, tokens, error))
             raise
-        run_async(_settle(reservation, tokens if used is None else used))
+        run_async(self._settle(reservation, tokens if used is None else used))
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -241,7 +252,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             await self._failed(reservation, tokens, error)
             raise
-        await reservation.settle(tokens=tokens if used is None else used)
+        await self._settle(reservation, tokens if used is None else used)
 
     def _estimate(self, input: LanguageModelInput) -> int:
         if not callable(self.estimate):
@@ -255,24 +266,26 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         return tokens
 
     async def _reserve(self, tokens: int) -> SupportsSettle:
-        reservation: SupportsSettle = await self.limiter.reserve(requests=1, tokens=tokens)
+        reservation: SupportsSettle = await self.limiter.reserve(**{self.rate: tokens})
         return reservation
+
+    async def _settle(self, reservation: SupportsSettle, tokens: int) -> None:
+        await reservation.settle(**{self.rate: tokens})
 
     async def _failed(self, reservation: SupportsSettle, tokens: int, error: BaseException) -> None:
         if http_status(error) is None:
-            await reservation.settle(tokens=tokens)
+            await self._settle(reservation, tokens)
             return
-        await reservation.settle(tokens=0)
+        await self._settle(reservation, 0)
         seconds = retry_after(error)
         if seconds is not None and isinstance(self.limiter, SupportsPause):
             await self.limiter.pause(seconds)
 
     def __repr__(self) -> str:
-        return f"TokenBudgetModel({self.model!r}, {self.limiter!r}, estimate={self.estimate!r})"
-
-
-async def _settle(reservation: SupportsSettle, tokens: int) -> None:
-    await reservation.settle(tokens=tokens)
+        return (
+            f"TokenBudgetModel({self.model!r}, {self.limiter!r}, estimate={self.estimate!r}, "
+            f"rate={self.rate!r})"
+        )
 
 
 def _total(message: BaseMessage, estimate: int) -> int:
