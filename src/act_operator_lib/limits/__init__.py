@@ -1,6 +1,13 @@
 """Rate and concurrency limits shared by every call that uses them."""
 
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
+from act_operator_lib.limits._multi_rate import (
+    MultiRateLimiter,
+    MultiRateStatistics,
+    Rate,
+    RateStatistics,
+    Reservation,
+)
 from act_operator_lib.limits._protocols import (
     Limiter,
     SupportsAcquire,
@@ -19,10 +26,15 @@ __all__ = [
     "ConcurrencyLimiter",
     "Limiter",
     "LimiterStatistics",
+    "MultiRateLimiter",
+    "MultiRateStatistics",
     "OnUnavailable",
+    "Rate",
     "RateLimiter",
+    "RateStatistics",
     "RedisConcurrencyLimiter",
     "RedisRateLimiter",
+    "Reservation",
     "SupportsAcquire",
     "SupportsPause",
     "SupportsRelease",

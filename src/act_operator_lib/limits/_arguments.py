@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["non_negative_number", "positive_integer", "positive_number"]
+__all__ = [
+    "non_negative_integer",
+    "non_negative_number",
+    "positive_integer",
+    "positive_number",
+]
 
 
 def positive_number(owner: str, name: str, value: object) -> float:
@@ -51,3 +56,12 @@ def non_negative_number(owner: str, name: str, value: object) -> float:
     if not (number >= 0 and math.isfinite(number)):
         raise ValueError(f"{owner}({name}={value!r}) must be a finite number >= 0, got {value!r}")
     return number
+
+
+def non_negative_integer(owner: str, name: str, value: object) -> int:
+    """Return ``value`` if it is an int of at least zero (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}({name}={value!r}) must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{owner}({name}={value!r}) must be at least 0, got {value!r}")
+    return value

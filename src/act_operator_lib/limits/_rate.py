@@ -135,13 +135,7 @@ class RateLimiter(GrantQueue[int, None]):
                 and window.schedule - window.tolerance <= now
                 and window.logged < window.capacity
             ):
-                schedule = window.schedule
-                window.schedule = (schedule if schedule > now else now) + window.interval
-                log = window.log
-                log.append([now, 1, 1.0])
-                window.logged += 1
-                if log[0][0] + window.per <= now:
-                    window.expire(now)
+                window.grant(now, 1, now)
                 self._granted += 1
                 return self._ready  # type: ignore[return-value]
             if not self._waiters and window.ready_at(now, 1) <= now:

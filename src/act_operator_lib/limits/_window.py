@@ -18,6 +18,8 @@ Entry = list[float]
 A list, so a reservation can settle the grant's units in place while it is logged.
 """
 
+_ENTRIES_PER_WINDOW = 10_000
+"""Grants closer than ``per / _ENTRIES_PER_WINDOW`` share one log entry."""
 _MINIMUM_SHARE = 1 / 64
 """Adaptive mode never slows a rate below this share of the configured one."""
 _RECOVERY_PER_WINDOW = 1 / 10
@@ -31,11 +33,16 @@ class Window:
     lets ``burst`` units go at once after a quiet spell; the log makes the window
     bound exact even when callers resume late: with a grant of ``units`` more, the
     units granted in the last ``per`` seconds stay within ``capacity``. One log entry
-    per grant, whatever its units, so memory follows grants, not units.
+    per grant, whatever its units, so memory follows grants, not units; grants less
+    than ``per / 10,000`` apart share an entry stamped with the latest of them (the
+    units then leave the window a little late, never early), so a window holds at
+    most about 10,000 entries however busy it is.
     """
 
     __slots__ = (
         "adaptive",
+        "bucket_start",
+        "bucket_width",
         "burst",
         "capacity",
         "configured_rate",
@@ -49,10 +56,13 @@ class Window:
         "schedule",
         "share",
         "share_at_decrease",
+        "sliding",
         "tolerance",
     )
 
-    def __init__(self, rate: float, per: float, burst: int, adaptive: bool = False) -> None:
+    def __init__(
+        self, rate: float, per: float, burst: int, adaptive: bool = False, sliding: bool = False
+    ) -> None:
         self.configured_rate = rate
         self.per = per
         self.burst = burst
@@ -64,10 +74,15 @@ class Window:
         self.paused_until = -math.inf
         self.log: deque[Entry] = deque()
         self.logged = 0.0
+        self.bucket_start = -math.inf
+        self.bucket_width = per / _ENTRIES_PER_WINDOW
         self.rate = rate
         self.interval = per / rate
         self.tolerance = (burst - 1) * self.interval
-        self.capacity = math.ceil(rate) + burst - 1
+        # `RateLimiter`'s bound lets a burst come on top of a window's rate; a
+        # sliding window (`Rate`) holds ``rate`` units whatever the burst.
+        self.sliding = sliding
+        self.capacity = math.ceil(rate) + (0 if sliding else burst - 1)
 
     def ready_at(self, now: float, units: float) -> float:
         """The earliest time ``units`` more may be granted, given the grants so far."""
@@ -95,10 +110,18 @@ class Window:
         start = due if now - due < self.interval else now
         schedule = self.schedule
         self.schedule = (schedule if schedule > start else start) + units * self.interval
-        entry = [now, units, 1.0]
-        self.log.append(entry)
+        log = self.log
+        if log and now < self.bucket_start + self.bucket_width:
+            entry = log[-1]
+            entry[0] = now
+            entry[1] += units
+        else:
+            entry = [now, units, 1.0]
+            log.append(entry)
+            self.bucket_start = now
         self.logged += units
-        self.expire(now)
+        if log[0][0] + self.per <= now:
+            self.expire(now)
         return entry
 
     def expire(self, now: float) -> None:
@@ -112,13 +135,12 @@ class Window:
         if not log:
             self.logged = 0.0
 
-    def settle(self, entry: Entry, units: float) -> None:
-        """Change a past grant to ``units``: a refund moves the schedule back, an
-        extra charge forward, and the window counts the grant at its new size."""
-        difference = units - entry[1]
+    def settle(self, entry: Entry, difference: float) -> None:
+        """Add ``difference`` units to a past grant (negative: a refund): the schedule
+        moves by as much, and the window counts the grant at its new size."""
         if entry[2]:
             self.logged += difference
-        entry[1] = units
+        entry[1] += difference
         self.schedule += difference * self.interval
 
     def pause(self, until: float) -> None:
@@ -146,6 +168,6 @@ class Window:
         self.share = share
         self.rate = self.configured_rate * share
         self.interval = self.per / self.rate
-        self.capacity = max(math.ceil(self.rate), 1) + self.burst - 1
+        self.capacity = max(math.ceil(self.rate), 1) + (0 if self.sliding else self.burst - 1)
         # Keep the schedule's position: a slower rate starts after the pause.
         self.tolerance = (self.burst - 1) * self.interval * share
