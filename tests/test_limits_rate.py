@@ -15,6 +15,7 @@ import random
 import pytest
 
 from act_operator_lib import RateLimiter
+from act_operator_lib.limits import SupportsPause
 
 pytestmark = pytest.mark.looptime
 
@@ -272,3 +273,113 @@ async def test_bad_weights_are_rejected_with_the_valid_range(
 
 def test_repr_shows_the_configuration() -> None:
     assert repr(RateLimiter(200, per=0.5, burst=3)) == "RateLimiter(rate=200, per=0.5, burst=3)"
+
+
+async def test_a_pause_grants_nothing_until_it_ends() -> None:
+    limiter = RateLimiter(100, burst=100)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.pause(2.0)
+    await limiter.acquire()
+    assert loop.time() - start == pytest.approx(2.0)
+
+
+async def test_a_shorter_pause_does_not_shorten_a_running_one() -> None:
+    limiter = RateLimiter(100)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.pause(3.0)
+    await limiter.pause(1.0)
+    await limiter.acquire()
+    assert loop.time() - start == pytest.approx(3.0)
+
+
+async def test_a_longer_pause_extends_a_running_one() -> None:
+    limiter = RateLimiter(100)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.pause(1.0)
+    await asyncio.sleep(0.5)
+    await limiter.pause(2.0)
+    await limiter.acquire()
+    assert loop.time() - start == pytest.approx(2.5)
+
+
+async def test_waiters_keep_their_places_through_a_pause() -> None:
+    limiter = RateLimiter(10)
+    order: list[int] = []
+
+    async def take(number: int) -> None:
+        await limiter.acquire()
+        order.append(number)
+
+    tasks = [asyncio.create_task(take(number)) for number in range(20)]
+    await asyncio.sleep(0.35)
+    await limiter.pause(1.0)
+    await asyncio.gather(*tasks)
+    assert order == list(range(20))
+
+
+async def test_waiters_are_held_for_the_whole_pause() -> None:
+    limiter = RateLimiter(10)
+    grants: list[tuple[float, int]] = []
+    tasks = [asyncio.create_task(stamped(limiter, grants)) for _ in range(10)]
+    await asyncio.sleep(0.25)
+    paused_at = asyncio.get_running_loop().time()
+    await limiter.pause(1.0)
+    await asyncio.gather(*tasks)
+    times = [time for time, _ in grants]
+    assert not [time for time in times if paused_at < time < paused_at + 1.0]
+
+
+async def test_grants_resume_evenly_spaced_after_a_pause() -> None:
+    limiter = RateLimiter(10, burst=10)
+    await limiter.pause(1.0)
+    grants: list[tuple[float, int]] = []
+    await asyncio.gather(*(stamped(limiter, grants) for _ in range(5)))
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(grants)]
+    assert gaps == pytest.approx([0.1] * 4, abs=2e-6)
+
+
+async def test_statistics_count_pauses_and_the_time_left() -> None:
+    limiter = RateLimiter(10)
+    await limiter.pause(2.0)
+    await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    statistics = limiter.statistics()
+    assert statistics.pauses == 2
+    assert statistics.paused_for == pytest.approx(1.5)
+    await asyncio.sleep(1.5)
+    assert limiter.statistics().paused_for == 0.0
+
+
+async def test_a_pause_of_zero_seconds_delays_nobody() -> None:
+    limiter = RateLimiter(10, burst=2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.pause(0)
+    await limiter.acquire()
+    assert loop.time() == start
+
+
+@pytest.mark.parametrize(
+    ("seconds", "error", "message"),
+    [
+        (-1, ValueError, r"RateLimiter\(seconds=-1\) must be a finite number >= 0, got -1"),
+        (math.nan, ValueError, r"RateLimiter\(seconds=nan\) must be a finite number >= 0"),
+        (math.inf, ValueError, r"RateLimiter\(seconds=inf\) must be a finite number >= 0"),
+        (True, TypeError, r"RateLimiter\(seconds=True\) must be a number \(int or float\)"),
+        ("2", TypeError, r"RateLimiter\(seconds='2'\) must be a number \(int or float\), got str"),
+    ],
+)
+async def test_a_bad_pause_is_rejected_naming_the_argument(
+    seconds: object, error: type[Exception], message: str
+) -> None:
+    limiter = RateLimiter(10)
+    with pytest.raises(error, match=message):
+        await limiter.pause(seconds)  # type: ignore[arg-type]
+    assert limiter.statistics().pauses == 0
+
+
+def test_rate_limiters_meet_the_pause_protocol() -> None:
+    assert isinstance(RateLimiter(10), SupportsPause)

@@ -291,6 +291,61 @@ async def test_interrupt_is_not_retried():
     assert resumed["answer"] == "yes"
 
 
+class AnswerThenFail:
+    """An execute body: asks the human, then fails once after the answer (a flaky API)."""
+
+    def __init__(self) -> None:
+        self.questions_asked = 0
+        self.failed = False
+
+    def run(self) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        self.questions_asked += 1
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the API failed after the human answered")
+        return {"answer": answer}
+
+
+async def test_a_retry_after_an_answered_interrupt_reuses_the_answer():
+    body = AnswerThenFail()
+
+    class AskThenCall(AsyncBaseNode):
+        retry = NO_WAIT
+
+        async def execute(self, state):
+            return body.run()
+
+    graph = one_node_graph(AskThenCall(), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "retry-after-answer"}}
+    assert "__interrupt__" in await graph.ainvoke({"value": 0}, config)
+
+    resumed = await graph.ainvoke(Command(resume="yes"), config)
+
+    assert "__interrupt__" not in resumed
+    assert resumed["answer"] == "yes"
+    assert body.questions_asked == 2  # the answer, seen by both attempts
+
+
+def test_a_sync_node_retry_after_an_answered_interrupt_reuses_the_answer():
+    body = AnswerThenFail()
+
+    class AskThenCall(BaseNode):
+        retry = NO_WAIT
+
+        def execute(self, state):
+            return body.run()
+
+    graph = one_node_graph(AskThenCall(), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "sync-retry-after-answer"}}
+    assert "__interrupt__" in graph.invoke({"value": 0}, config)
+
+    resumed = graph.invoke(Command(resume="yes"), config)
+
+    assert "__interrupt__" not in resumed
+    assert resumed["answer"] == "yes"
+
+
 async def test_graph_interrupt_raised_directly_is_not_retried():
     node = Flaky(5, GraphInterrupt(), retry=NO_WAIT)
     with pytest.raises(GraphInterrupt):

@@ -11,6 +11,7 @@ or ``except TypeError`` code keeps working::
     ├── FunctionNotAsyncError (TypeError) map_concurrent's fn returned no awaitable
     ├── NodeTimeoutError (TimeoutError)   an attempt ran past the node's timeout
     ├── ItemTimeoutError (TimeoutError)   one item of map_concurrent/as_completed ran too long
+    ├── CallTimeoutError (TimeoutError)   an attempt of call_with_policies ran too long
     ├── ResourceUnavailableError (ConnectionError)  a pooled resource could not connect
     ├── LimiterUnavailableError (ConnectionError)   Redis behind a limiter/cache is down
     ├── LimiterKeyConflictError (ValueError)        a Redis key holds another limiter
@@ -31,6 +32,7 @@ from collections.abc import Sequence
 __all__ = [
     "ActOperatorError",
     "BlockingCallError",
+    "CallTimeoutError",
     "DuplicateItemKeyError",
     "DurableContextError",
     "FunctionNotAsyncError",
@@ -127,6 +129,24 @@ class ItemTimeoutError(ActOperatorError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[ItemTimeoutError], tuple[int, float]]:
         return (type(self), (self.index, self.timeout))
+
+
+class CallTimeoutError(ActOperatorError, TimeoutError):
+    """An attempt of `call_with_policies` ran longer than its ``timeout`` and was cancelled.
+
+    Attributes:
+        timeout: The limit, in seconds.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            f"the call timed out after {timeout:g}s (call_with_policies(timeout=...)); "
+            "raise `timeout` or make the call faster"
+        )
+
+    def __reduce__(self) -> tuple[type[CallTimeoutError], tuple[float]]:
+        return (type(self), (self.timeout,))
 
 
 class DurableContextError(ActOperatorError, RuntimeError):

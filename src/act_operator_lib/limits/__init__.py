@@ -1,6 +1,19 @@
 """Rate and concurrency limits shared by every call that uses them."""
 
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
+from act_operator_lib.limits._multi_rate import (
+    MultiRateLimiter,
+    MultiRateStatistics,
+    Rate,
+    RateStatistics,
+    Reservation,
+)
+from act_operator_lib.limits._protocols import (
+    Limiter,
+    SupportsAcquire,
+    SupportsPause,
+    SupportsRelease,
+)
 from act_operator_lib.limits._rate import RateLimiter
 from act_operator_lib.limits._redis import (
     OnUnavailable,
@@ -11,9 +24,18 @@ from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = [
     "ConcurrencyLimiter",
+    "Limiter",
     "LimiterStatistics",
+    "MultiRateLimiter",
+    "MultiRateStatistics",
     "OnUnavailable",
+    "Rate",
     "RateLimiter",
+    "RateStatistics",
     "RedisConcurrencyLimiter",
     "RedisRateLimiter",
+    "Reservation",
+    "SupportsAcquire",
+    "SupportsPause",
+    "SupportsRelease",
 ]

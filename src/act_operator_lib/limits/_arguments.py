@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["positive_integer", "positive_number"]
+__all__ = [
+    "non_negative_integer",
+    "non_negative_number",
+    "positive_integer",
+    "positive_number",
+]
 
 
 def positive_number(owner: str, name: str, value: object) -> float:
@@ -34,4 +39,29 @@ def positive_integer(owner: str, name: str, value: object, maximum: int | None =
     if value < 1 or (maximum is not None and value > maximum):
         valid = "at least 1" if maximum is None else f"from 1 to {maximum}"
         raise ValueError(f"{owner} {name} must be {valid}, got {value!r}")
+    return value
+
+
+def non_negative_number(owner: str, name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite number of at least zero.
+
+    Raises `TypeError` for a non-number (``bool`` included) and `ValueError` for a
+    negative number, infinity or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"{owner}({name}={value!r}) must be a number (int or float), got {type(value).__name__}"
+        )
+    number = float(value)
+    if not (number >= 0 and math.isfinite(number)):
+        raise ValueError(f"{owner}({name}={value!r}) must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def non_negative_integer(owner: str, name: str, value: object) -> int:
+    """Return ``value`` if it is an int of at least zero (``bool`` is refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}({name}={value!r}) must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{owner}({name}={value!r}) must be at least 0, got {value!r}")
     return value

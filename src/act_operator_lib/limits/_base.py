@@ -1,8 +1,8 @@
-"""The surface every limiter shares: ``async with``, use as a decorator, ``statistics()``.
+"""The surface every limiter of ours shares: ``async with`` and use as a decorator.
 
 In-process and Redis-backed limiters implement `acquire` / `release` (and
-`statistics`); this base turns those into the context manager and decorator forms,
-so node policies and the concurrency toolkit accept any limiter unchanged.
+`statistics`); this private base turns those into the context manager and decorator
+forms. Callers never need it: they check the public protocols in `_protocols`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,16 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from act_operator_lib.limits._statistics import LimiterStatistics
-
-__all__ = ["Limiter"]
+__all__ = ["Limiter", "_LimiterBase"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class Limiter(ABC):
-    """Base of every limiter: subclasses provide `acquire`, `release`, `statistics`.
+class _LimiterBase(ABC):
+    """Base of our limiters: subclasses provide `acquire`, `release`, `statistics`.
 
     Example::
 
@@ -44,7 +42,7 @@ class Limiter(ABC):
         """Give back what `acquire` took (a no-op for rate limiters)."""
 
     @abstractmethod
-    def statistics(self) -> LimiterStatistics:
+    def statistics(self) -> Any:
         """A snapshot of the limiter's state."""
 
     async def __aenter__(self) -> None:
@@ -67,3 +65,8 @@ class Limiter(ABC):
                 return await function(*args, **kwargs)
 
         return limited
+
+
+Limiter = _LimiterBase
+"""The old name of the base, kept while modules that subclass or check it move to
+`_LimiterBase` and the public `act_operator_lib.limits.Limiter` protocol."""

@@ -3,17 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from types import TracebackType
 
 from act_operator_lib.limits._arguments import positive_integer
-from act_operator_lib.limits._base import Limiter
+from act_operator_lib.limits._base import _LimiterBase
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = ["ConcurrencyLimiter"]
 
 
-class ConcurrencyLimiter(Limiter):
+class _Waiter:
+    """One caller in line: its loop, the future it sleeps on, whether it got a permit."""
+
+    __slots__ = ("future", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.granted = False
+
+    def wake(self) -> None:
+        """Resolve the future; runs on the waiter's own loop."""
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class ConcurrencyLimiter(_LimiterBase):
     """Let at most ``limit`` callers hold a permit at once; the rest wait in line.
 
     Example::
@@ -31,9 +48,14 @@ class ConcurrencyLimiter(Limiter):
     permit was handed over (the permit then passes to the next caller). A caller
     that uses `acquire` directly must call `release` once for each successful
     `acquire`.
+
+    One limiter may be shared by event loops running in several threads (a
+    compiled graph run with ``asyncio.run`` in worker threads): a permit released
+    on one loop wakes a waiter of another on its own loop. It has no ``pause``: a
+    server's cooldown belongs to the rate limiter in front of it.
     """
 
-    __slots__ = ("_granted", "_in_use", "_limit", "_total_wait", "_waiters")
+    __slots__ = ("_granted", "_in_use", "_limit", "_lock", "_total_wait", "_waiters")
 
     def __init__(self, limit: int) -> None:
         """Configure the limiter.
@@ -47,7 +69,8 @@ class ConcurrencyLimiter(Limiter):
         """
         self._limit = positive_integer("ConcurrencyLimiter", "limit", limit)
         self._in_use = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[_Waiter] = deque()
+        self._lock = threading.Lock()
         self._granted = 0
         self._total_wait = 0.0
 
@@ -61,10 +84,11 @@ class ConcurrencyLimiter(Limiter):
 
     async def acquire(self) -> None:
         """Wait for a permit and take it; pair with one `release`."""
-        if self._in_use < self._limit and not self._waiters:
-            self._in_use += 1
-            self._granted += 1
-            return
+        with self._lock:
+            if self._in_use < self._limit and not self._waiters:
+                self._in_use += 1
+                self._granted += 1
+                return
         await self._wait()
 
     async def release(self) -> None:
@@ -76,10 +100,11 @@ class ConcurrencyLimiter(Limiter):
         self._release()
 
     async def __aenter__(self) -> None:
-        if self._in_use < self._limit and not self._waiters:
-            self._in_use += 1
-            self._granted += 1
-            return
+        with self._lock:
+            if self._in_use < self._limit and not self._waiters:
+                self._in_use += 1
+                self._granted += 1
+                return
         await self._wait()
 
     async def __aexit__(
@@ -94,44 +119,65 @@ class ConcurrencyLimiter(Limiter):
         """A snapshot: permits held, callers waiting, permits granted in total, and
         seconds spent waiting in total.
         """
-        return LimiterStatistics(
-            in_use=self._in_use,
-            waiting=len(self._waiters),
-            granted=self._granted,
-            total_wait=self._total_wait,
-        )
+        with self._lock:
+            return LimiterStatistics(
+                in_use=self._in_use,
+                waiting=len(self._waiters),
+                granted=self._granted,
+                total_wait=self._total_wait,
+            )
 
     async def _wait(self) -> None:
-        """Queue for a permit; `_release` hands it over by resolving our future."""
+        """Queue for a permit; `_release` hands it over and wakes us on our loop."""
         loop = asyncio.get_running_loop()
         requested = loop.time()
-        future: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(future)
+        waiter = _Waiter(loop)
+        with self._lock:
+            # A permit may have come back between the fast path and here.
+            if self._in_use < self._limit and not self._waiters:
+                self._in_use += 1
+                self._granted += 1
+                return
+            self._waiters.append(waiter)
         try:
-            await future
+            await waiter.future
         except BaseException:
-            if future.done() and not future.cancelled():
+            with self._lock:
+                handed_over = waiter.granted
+                if not handed_over:
+                    self._waiters.remove(waiter)
+            if handed_over:
                 # The permit was handed to us just before the cancellation: pass it on.
                 self._release()
-            elif future in self._waiters:
-                self._waiters.remove(future)
             raise
-        self._granted += 1
-        self._total_wait += loop.time() - requested
+        with self._lock:
+            self._granted += 1
+            self._total_wait += loop.time() - requested
 
     def _release(self) -> None:
-        waiters = self._waiters
-        while waiters:
-            future = waiters.popleft()
-            if not future.done():
+        with self._lock:
+            if self._waiters:
                 # The permit moves to the next caller without ever being free, so a
                 # newcomer cannot take it out of turn.
-                future.set_result(None)
+                waiter = self._waiters.popleft()
+                waiter.granted = True
+            elif self._in_use > 0:
+                self._in_use -= 1
                 return
-        if self._in_use > 0:
-            self._in_use -= 1
-        else:
-            raise RuntimeError(
-                f"{self!r} was released more times than it was acquired; "
-                "call release() once per successful acquire()"
-            )
+            else:
+                raise RuntimeError(
+                    f"{self!r} was released more times than it was acquired; "
+                    "call release() once per successful acquire()"
+                )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if waiter.loop is running:
+            waiter.wake()
+            return
+        try:
+            waiter.loop.call_soon_threadsafe(waiter.wake)
+        except RuntimeError:
+            # Its loop is closed: that caller will never run, so the permit moves on.
+            self._release()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SupportsAcquire", "SupportsPause", "SupportsRelease"]
+__all__ = ["Limiter", "SupportsAcquire", "SupportsPause", "SupportsRelease"]
 
 
 @runtime_checkable
@@ -56,3 +56,25 @@ class SupportsPause(Protocol):
     """
 
     def pause(self, seconds: float) -> Awaitable[None]: ...
+
+
+@runtime_checkable
+class Limiter(SupportsRelease, Protocol):
+    """Any limiter of this library: ``acquire``/``release``, ``async with``, ``statistics()``.
+
+    Every limiter in `act_operator_lib.limits` (in-process and Redis) meets it, so
+    ``isinstance(x, Limiter)`` tells them apart from other objects; what a call site
+    needs is usually narrower (`SupportsAcquire` for a rate, `SupportsRelease` for
+    slots), which aiolimiter's ``AsyncLimiter`` or ``asyncio.Semaphore`` also meet.
+
+    Example::
+
+        def describe(limiter: Limiter) -> str:
+            return f"{limiter!r}: {limiter.statistics()}"
+    """
+
+    def statistics(self) -> Any: ...
+
+    def __aenter__(self) -> Awaitable[Any]: ...
+
+    def __aexit__(self, *exc_info: Any) -> Awaitable[Any]: ...

@@ -1,0 +1,372 @@
+"""`MultiRateLimiter`: several rates (requests and tokens a minute) taken by one call."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from act_operator_lib.limits._arguments import (
+    non_negative_integer,
+    positive_integer,
+    positive_number,
+)
+from act_operator_lib.limits._queue import GrantQueue
+from act_operator_lib.limits._window import Entry, Window
+
+__all__ = [
+    "MultiRateLimiter",
+    "MultiRateStatistics",
+    "Rate",
+    "RateStatistics",
+    "Reservation",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """One rate of a `MultiRateLimiter`: at most ``limit`` units in any ``per`` seconds.
+
+    Example::
+
+        Rate(500, per=60)                              # 500 requests a minute, evenly
+        Rate(90_000, per=60, burst=90_000, default_cost=1_000)   # tokens, all at once
+
+    A sliding window, as providers' per-minute limits are: whatever ``burst``, no
+    window of ``per`` seconds holds more than ``limit`` units (unlike `RateLimiter`,
+    whose ``burst`` comes on top of its rate). Grants are spaced ``per / limit``
+    apart per unit; ``burst`` units may go at once after a quiet spell, up to the
+    whole window (``burst=limit``).
+    """
+
+    limit: float
+    """Units granted per ``per`` seconds; a number above 0."""
+    per: float = 1.0
+    """The window, in seconds; a number above 0."""
+    burst: int = 1
+    """Units that may go at once after a quiet spell; an int of at least 1
+    (``limit`` lets a whole window's budget go at once)."""
+    default_cost: int = 1
+    """Units taken by `MultiRateLimiter.acquire` and by a `reserve` that leaves this
+    rate out; an int of at least 0."""
+
+    def __post_init__(self) -> None:
+        positive_number("Rate", "limit", self.limit)
+        positive_number("Rate", "per", self.per)
+        positive_integer("Rate", "burst", self.burst)
+        non_negative_integer("Rate", "default_cost", self.default_cost)
+        if self.default_cost > self.max_cost:
+            raise ValueError(
+                f"Rate(default_cost={self.default_cost!r}) must be at most "
+                f"ceil(limit) = {self.max_cost}, got {self.default_cost!r}"
+            )
+
+    @property
+    def max_cost(self) -> int:
+        """The most units one grant may take: ``ceil(limit)``."""
+        return math.ceil(self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class RateStatistics:
+    """One rate of a `MultiRateStatistics` snapshot."""
+
+    in_window: int
+    """Units granted in the last ``per`` seconds (as settled)."""
+    granted: int
+    """Units granted since the limiter was created (as settled)."""
+    rate: float
+    """The rate granted at now: the configured one, or less in adaptive mode."""
+
+
+@dataclass(frozen=True, slots=True)
+class MultiRateStatistics:
+    """A snapshot of a `MultiRateLimiter`, returned by ``statistics()``.
+
+    Example::
+
+        stats = limiter.statistics()
+        print(stats.rates["tokens"].in_window, stats.waiting)
+    """
+
+    waiting: int
+    """Callers blocked in ``acquire`` / ``reserve`` right now."""
+    granted: int
+    """Grants since the limiter was created (calls, not units)."""
+    total_wait: float
+    """Seconds all callers have spent waiting, summed."""
+    pauses: int
+    """Calls of ``pause()`` so far."""
+    paused_for: float
+    """Seconds the current pause has left; 0.0 when not paused."""
+    rates: Mapping[str, RateStatistics]
+    """Each rate by name."""
+
+
+class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
+    """Take from several rates at once: e.g. 500 requests and 90,000 tokens a minute.
+
+    Example::
+
+        limiter = MultiRateLimiter(
+            requests=Rate(500, per=60, burst=500),
+            tokens=Rate(90_000, per=60, burst=90_000, default_cost=1_000),
+        )
+        async with limiter.reserve(tokens=estimate) as reservation:
+            response = await call_model()
+            await reservation.settle(tokens=response.usage.total_tokens)
+
+        await limiter.acquire()      # the default cost: 1 request, 1,000 tokens
+
+    One call takes from every rate atomically: it waits until all of them allow
+    its cost, then takes it from all of them at that moment. Callers are served
+    first come, first served (a large cost is not overtaken by small ones); a
+    caller cancelled while waiting takes nothing. A `Reservation` may be settled
+    once with the actual cost: a refund lets the next callers go sooner, an extra
+    charge holds them back. Each rate has the guarantee of a `RateLimiter`.
+    Memory follows grants, not units (one log entry per grant and rate, at most
+    about 10,000 per rate). Usable wherever a rate limiter is: ``acquire()``,
+    ``async with``, ``pause()``; ``adaptive=True`` as for `RateLimiter`.
+    """
+
+    __slots__ = ("_default_cost", "_granted_units", "_max_costs", "_names", "_rates")
+
+    _owner = "MultiRateLimiter"
+
+    def __init__(self, *, adaptive: bool = False, **rates: Rate) -> None:
+        """Configure the limiter.
+
+        Args:
+            adaptive: Learn lower rates from pauses (a server's 429s) and recover
+                towards the configured ones when they stop (default False).
+            **rates: At least one `Rate`, each by the name its cost is given by.
+
+        Raises:
+            TypeError: no rate, or a rate that is not a `Rate`.
+        """
+        if not rates:
+            raise TypeError(
+                "MultiRateLimiter(**rates) must be given at least one rate, got none; "
+                "e.g. MultiRateLimiter(requests=Rate(500, per=60))"
+            )
+        for name, rate in rates.items():
+            if not isinstance(rate, Rate):
+                raise TypeError(
+                    f"MultiRateLimiter({name}=...) must be a Rate, e.g. Rate(500, per=60), "
+                    f"got {type(rate).__name__}"
+                )
+        super().__init__(
+            [
+                Window(rate.limit, rate.per, rate.burst, bool(adaptive), sliding=True)
+                for rate in rates.values()
+            ]
+        )
+        self._rates = dict(rates)
+        self._names = tuple(rates)
+        self._default_cost = tuple(rate.default_cost for rate in rates.values())
+        self._max_costs = tuple(rate.max_cost for rate in rates.values())
+        self._granted_units = [0] * len(rates)
+
+    def __repr__(self) -> str:
+        rates = ", ".join(f"{name}={rate!r}" for name, rate in self._rates.items())
+        adaptive = ", adaptive=True" if self._windows[0].adaptive else ""
+        return f"MultiRateLimiter({rates}{adaptive})"
+
+    @property
+    def rates(self) -> Mapping[str, Rate]:
+        """The configured rates, by name."""
+        return dict(self._rates)
+
+    async def acquire(self) -> None:
+        """Wait until every rate allows its `Rate.default_cost`, then take it."""
+        await self._take(self._default_cost)
+
+    def reserve(self, **costs: int) -> Reservation:
+        """Take ``costs`` from every rate at once; settle the actual cost later.
+
+        Example::
+
+            reservation = await limiter.reserve(tokens=800)
+            ...
+            await reservation.settle(tokens=1_130)    # 330 more tokens charged
+
+        A rate left out takes its `Rate.default_cost`. Await the result, or use it
+        with ``async with`` (which closes it on exit, keeping the cost as it stands).
+
+        Raises:
+            TypeError: an unknown rate name, or a cost that is not an int.
+            ValueError: a cost below 0 or above the rate's `Rate.max_cost`.
+        """
+        return Reservation(self, self._costs("reserve", costs, self._default_cost))
+
+    def statistics(self) -> MultiRateStatistics:
+        """A snapshot: waiters, grants, waiting time, pauses, and each rate's window."""
+        try:
+            now = asyncio.get_running_loop().time()
+        except RuntimeError:
+            now = None
+        with self._lock:
+            rates = {}
+            for name, window, granted in zip(
+                self._names, self._windows, self._granted_units, strict=True
+            ):
+                if now is not None:
+                    window.expire(now)
+                    if window.share < 1.0:
+                        window.ready_at(now, 0)
+                rates[name] = RateStatistics(round(window.logged), granted, window.rate)
+            return MultiRateStatistics(
+                waiting=len(self._waiters),
+                granted=self._granted,
+                total_wait=self._total_wait,
+                pauses=self._pauses,
+                paused_for=0.0 if now is None else self._paused_for(now),
+                rates=rates,
+            )
+
+    async def _take(self, cost: tuple[int, ...]) -> tuple[Entry, ...]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            now = loop.time()
+            if not self._waiters and self._ready_at(now, cost) <= now:
+                return self._record(now, cost, now)
+        return await self._wait(loop, now, cost)
+
+    def _costs(
+        self, method: str, given: Mapping[str, object], base: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """Validate ``given`` costs by name; the rates left out keep ``base``."""
+        costs = list(base)
+        for name, value in given.items():
+            try:
+                index = self._names.index(name)
+            except ValueError:
+                raise TypeError(
+                    f"MultiRateLimiter.{method}({name}=...) must name one of the rates "
+                    f"({', '.join(self._names)}), got {name!r}"
+                ) from None
+            if type(value) is int and 0 <= value <= self._max_costs[index]:
+                costs[index] = value
+                continue
+            costs[index] = non_negative_integer(f"MultiRateLimiter.{method}", name, value)
+            # Past the largest grant: never grantable up front, but a settled cost
+            # is what was spent and is charged whatever its size.
+            if method == "reserve":
+                raise ValueError(
+                    f"MultiRateLimiter.reserve({name}={value!r}) must be at most the "
+                    f"rate's max_cost {self._max_costs[index]}, got {value!r}"
+                )
+        return tuple(costs)
+
+    def _ready_at(self, now: float, cost: tuple[int, ...]) -> float:
+        ready = -math.inf
+        for window, units in zip(self._windows, cost, strict=True):
+            at = window.ready_at(now, units)
+            if at > ready:
+                ready = at
+        return ready
+
+    def _record(self, now: float, cost: tuple[int, ...], due: float) -> tuple[Entry, ...]:
+        self._granted += 1
+        granted = self._granted_units
+        for index, units in enumerate(cost):
+            granted[index] += units
+        return tuple(
+            window.grant(now, units, due) for window, units in zip(self._windows, cost, strict=True)
+        )
+
+    async def _settle(
+        self, entries: tuple[Entry, ...], estimate: tuple[int, ...], actual: tuple[int, ...]
+    ) -> None:
+        """Change a grant from ``estimate`` to ``actual``; wake the head on a refund."""
+        refunded = False
+        with self._lock:
+            granted = self._granted_units
+            for index, (window, entry) in enumerate(zip(self._windows, entries, strict=True)):
+                difference = actual[index] - estimate[index]
+                if difference:
+                    window.settle(entry, difference)
+                    granted[index] += difference
+                    refunded = refunded or difference < 0
+            head = self._waiters[0] if refunded and self._waiters else None
+        if head is not None:
+            self._wake(head)
+
+
+class Reservation:
+    """Units taken from a `MultiRateLimiter` on an estimate, to settle once with the
+    actual cost.
+
+    Example::
+
+        async with limiter.reserve(requests=1, tokens=500) as reservation:
+            response = await call_model()
+            await reservation.settle(tokens=response.usage.total_tokens)
+
+    Made by `MultiRateLimiter.reserve`; awaiting it (or ``async with``) waits for
+    the grant. `settle` closes it; leaving ``async with`` closes it too, keeping the
+    cost as it stands. Settling twice, before the grant or after closing raises
+    `RuntimeError`.
+    """
+
+    __slots__ = ("_closed", "_cost", "_entries", "_limiter")
+
+    def __init__(self, limiter: MultiRateLimiter, cost: tuple[int, ...]) -> None:
+        self._limiter = limiter
+        self._cost = cost
+        self._entries: tuple[Entry, ...] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "granted" if self._entries else "pending"
+        return f"Reservation({', '.join(f'{k}={v}' for k, v in self.cost.items())}, {state})"
+
+    @property
+    def cost(self) -> Mapping[str, int]:
+        """Units taken from each rate, as settled so far."""
+        return dict(zip(self._limiter._names, self._cost, strict=True))
+
+    @property
+    def closed(self) -> bool:
+        """True once settled or once its ``async with`` block has ended."""
+        return self._closed
+
+    def __await__(self) -> Generator[Any, None, Reservation]:
+        if self._entries is None:
+            self._entries = yield from self._limiter._take(self._cost).__await__()
+        return self
+
+    async def __aenter__(self) -> Reservation:
+        return await self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._closed = True
+
+    async def settle(self, **actual: int) -> None:
+        """Replace the estimate with the actual cost: refund or charge the difference.
+
+        Rates left out keep their estimate.
+
+        Raises:
+            RuntimeError: the reservation was not granted yet, is settled or closed.
+            TypeError: an unknown rate name, or a cost that is not an int.
+            ValueError: a cost below 0.
+        """
+        if self._closed or self._entries is None:
+            state = "was not granted yet (await it first)" if not self._closed else "is closed"
+            raise RuntimeError(
+                f"{self!r} {state}: a reservation is settled once, after its grant and "
+                "before its async with block ends"
+            )
+        cost = self._limiter._costs("settle", actual, self._cost)
+        self._closed = True
+        await self._limiter._settle(self._entries, self._cost, cost)
+        self._cost = cost

@@ -1,0 +1,176 @@
+"""The line of callers waiting for a rate: first come, first served, across loops and threads.
+
+`RateLimiter` and `MultiRateLimiter` differ only in what they check and record
+(`_ready_at`, `_record`); this base holds the waiting, the pause and the lock.
+Each waiter waits on a future of its own loop and is woken on that loop
+(``call_soon_threadsafe`` from another thread), so one limiter may be shared by
+event loops running in several threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+from act_operator_lib.limits._arguments import non_negative_number
+from act_operator_lib.limits._base import _LimiterBase
+from act_operator_lib.limits._window import Window
+
+__all__ = ["GrantQueue", "Waiter"]
+
+_TICK = 2 * time.get_clock_info("monotonic").resolution
+
+C = TypeVar("C")
+"""What one grant costs: an int for `RateLimiter`, a tuple of units for multi-rate."""
+G = TypeVar("G")
+"""What a grant records, handed back to the caller (log entries for multi-rate)."""
+
+
+class Waiter(Generic[C]):
+    """One caller in line: its loop, its cost, and the future it sleeps on."""
+
+    __slots__ = ("cost", "future", "loop", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cost: C) -> None:
+        self.loop = loop
+        self.cost = cost
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def wake(self) -> None:
+        """Resolve the current future; runs on the waiter's own loop."""
+        if not self.future.done():
+            self.future.set_result(None)
+
+
+class GrantQueue(_LimiterBase, Generic[C, G]):
+    """Shared waiting logic of the in-process rate limiters (private base)."""
+
+    __slots__ = (
+        "_granted",
+        "_lock",
+        "_pauses",
+        "_total_wait",
+        "_waiters",
+        "_windows",
+    )
+
+    _owner = "RateLimiter"
+
+    def __init__(self, windows: Sequence[Window]) -> None:
+        self._windows = tuple(windows)
+        self._waiters: deque[Waiter[C]] = deque()
+        self._lock = threading.Lock()
+        self._granted = 0
+        self._total_wait = 0.0
+        self._pauses = 0
+
+    def _ready_at(self, now: float, cost: C) -> float:
+        raise NotImplementedError
+
+    def _record(self, now: float, cost: C, due: float) -> G:
+        raise NotImplementedError
+
+    async def release(self) -> None:
+        """Do nothing: a rate limiter's capacity comes back with time."""
+
+    async def pause(self, seconds: float) -> None:
+        """Grant nothing to anyone sharing this limiter for ``seconds`` from now.
+
+        Example::
+
+            await limiter.pause(2.0)   # e.g. a server answered 429 with retry-after: 2
+
+        A later pause extends a running one, never shortens it; callers already
+        waiting keep their places; after the pause grants resume evenly spaced
+        (no burst). In adaptive mode a pause also halves the rate it grants at.
+
+        Raises:
+            TypeError: ``seconds`` is not a number.
+            ValueError: ``seconds`` is negative, infinite or NaN.
+        """
+        seconds = non_negative_number(self._owner, "seconds", seconds)
+        now = asyncio.get_running_loop().time()
+        with self._lock:
+            self._pauses += 1
+            for window in self._windows:
+                window.pause(now + seconds)
+                if window.adaptive:
+                    window.decrease(now)
+
+    def _paused_for(self, now: float) -> float:
+        until = max(window.paused_until for window in self._windows)
+        return until - now if until > now else 0.0
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, requested: float, cost: C) -> G:
+        """Queue behind earlier callers; grant when this caller is the head and the
+        windows allow it, at the moment it runs."""
+        waiter = Waiter(loop, cost)
+        with self._lock:
+            self._waiters.append(waiter)
+            at_head = self._waiters[0] is waiter
+        try:
+            if not at_head:
+                await waiter.future
+            while True:
+                with self._lock:
+                    now = loop.time()
+                    ready = self._ready_at(now, cost)
+                    if ready <= now:
+                        self._waiters.popleft()
+                        granted = self._record(now, cost, ready)
+                        self._total_wait += now - requested
+                        following = self._waiters[0] if self._waiters else None
+                        break
+                # Woken early (asyncio fires timers up to its clock resolution early,
+                # a pause pushed the time back): wait again, at least a tick, so a
+                # fake clock moves on.
+                waiter.future = loop.create_future()
+                waiter.timer = loop.call_at(max(ready, now + _TICK), waiter.wake)
+                await waiter.future
+        except BaseException:
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            self._leave(waiter)
+            raise
+        if following is not None:
+            self._wake(following)
+        return granted
+
+    def _leave(self, waiter: Waiter[C]) -> None:
+        """Take a waiter out of line, passing the turn on if it was at the head."""
+        with self._lock:
+            waiters = self._waiters
+            if not waiters or waiters[0] is not waiter:
+                if waiter in waiters:
+                    waiters.remove(waiter)
+                return
+            waiters.popleft()
+            following = waiters[0] if waiters else None
+        if following is not None:
+            self._wake(following)
+
+    def _wake(self, waiter: Waiter[C]) -> None:
+        """Wake ``waiter`` on its own loop, from whichever thread calls."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if waiter.loop is running:
+            waiter.wake()
+            return
+        try:
+            waiter.loop.call_soon_threadsafe(waiter.wake)
+        except RuntimeError:
+            # Its loop is closed: the waiter will never run, so it leaves the line.
+            self._leave(waiter)
+
+
+def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The clock of ``loop``: `time.monotonic` itself for asyncio's own loops."""
+    default = type(loop).time is asyncio.BaseEventLoop.time and "time" not in vars(loop)
+    return time.monotonic if default else loop.time
