@@ -10,6 +10,9 @@ hook per new result, which is how `map_durable` records (``collect(on_result=...
               return_exceptions=False, progress=False, caller="map_concurrent")
     pages = await run.collect()
 
+With ``retry=``, each item runs through the retry engine (`_retry.run_attempts`):
+every attempt takes its own token from ``rate_limiter`` and has its own ``timeout``.
+
 Whatever way a run ends (results, a failure, the caller cancelled, the consumer of a
 stream leaving early), every task it started has finished when control returns. Each
 item runs in its own copy of the context captured when the run was made, as a task
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 import types
 from collections.abc import (
     AsyncGenerator,
@@ -36,17 +40,25 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
+    Sequence,
     Sized,
 )
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, Literal
 
 from langgraph.errors import GraphBubbleUp
+from langgraph.types import RetryPolicy
 
 from act_operator_lib import streaming
 from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
+from act_operator_lib._policies import resolve_retry
+from act_operator_lib._retry import CallPolicy, run_attempts
 from act_operator_lib.limits._protocols import SupportsAcquire
 
-__all__ = ["PROGRESS_INTERVAL", "Run", "cancel_and_wait", "check_timeout"]
+__all__ = ["LOGGER", "PROGRESS_INTERVAL", "Run", "cancel_and_wait", "check_timeout"]
+
+LOGGER: Final = logging.getLogger("act_operator_lib.concurrency")
+"""Where an item's retries are logged (WARNING), as a node's are on ``act_operator_lib.node``."""
 
 PROGRESS_INTERVAL: Final = 0.1
 """Seconds (of loop time) between two progress reports of one run."""
@@ -99,13 +111,17 @@ def _in_context(
 
 
 class _Progress:
-    """Throttled ``{"done", "total"}`` reports plus heartbeats for one run."""
+    """Throttled ``{"done", "total"}`` reports plus heartbeats for one run.
 
-    __slots__ = ("_last", "_loop", "_reported", "done", "total")
+    With retries counted (``retries`` not None), reports carry ``"retries"`` too.
+    """
 
-    def __init__(self, total: int | None) -> None:
+    __slots__ = ("_last", "_loop", "_reported", "done", "retries", "total")
+
+    def __init__(self, total: int | None, *, count_retries: bool) -> None:
         self.total = total
         self.done = 0
+        self.retries: int | None = 0 if count_retries else None
         self._reported = -1
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
@@ -120,13 +136,65 @@ class _Progress:
 
     def report(self) -> None:
         self._reported = self.done
-        streaming.emit({"done": self.done, "total": self.total})
+        if self.retries is None:
+            streaming.emit({"done": self.done, "total": self.total})
+        else:
+            streaming.emit({"done": self.done, "total": self.total, "retries": self.retries})
         streaming.heartbeat()
 
     def finish(self) -> None:
         """The final report, unless the last one already said as much."""
         if self._reported != self.done:
             self.report()
+
+
+class _ItemAttempts:
+    """Told about the attempts of one item: counts, logs and streams its retries."""
+
+    __slots__ = ("_index", "_run")
+
+    def __init__(self, run: Run, index: int) -> None:
+        self._run = run
+        self._index = index
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        pass
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        caller = self._run.caller
+        described = f"{type(error).__name__}: {error}"
+        LOGGER.warning(
+            "[%s] item %d attempt %d failed (%s); retrying in %.3fs",
+            caller,
+            self._index,
+            attempt,
+            described,
+            delay,
+            extra={
+                "caller": caller,
+                "event": "retry",
+                "item": self._index,
+                "attempt": attempt,
+                "error": described,
+                "delay": delay,
+            },
+        )
+        progress = self._run.progress
+        if progress is not None and progress.retries is not None:
+            progress.retries += 1
+            streaming.emit(
+                {
+                    "retry": {
+                        "index": self._index,
+                        "attempt": attempt,
+                        "error": described,
+                        "delay": delay,
+                    }
+                }
+            )
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        pass
 
 
 class Run:
@@ -143,7 +211,7 @@ class Run:
         "_lock",
         "_next_index",
         "_on_result",
-        "_progress",
+        "_policy",
         "_progress_wanted",
         "_queue",
         "_recorded",
@@ -155,6 +223,7 @@ class Run:
         "error",
         "fn",
         "limit",
+        "progress",
         "rate_limiter",
         "return_exceptions",
         "timeout",
@@ -172,6 +241,7 @@ class Run:
         return_exceptions: bool,
         progress: bool,
         caller: str,
+        retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(
@@ -191,6 +261,12 @@ class Run:
                 f"{caller}(rate_limiter=...) needs an `async acquire()` method, "
                 f"got {type(rate_limiter).__name__}; pass e.g. a limits.RateLimiter"
             )
+        retry_policies = resolve_retry(caller, retry)
+        self._policy = (
+            CallPolicy(timeout=timeout, retry=retry_policies, rate_limiter=rate_limiter)
+            if retry_policies
+            else None
+        )
         self._iterator: Iterator[Any] | None = None
         self._aiterator: AsyncIterator[Any] | None = None
         if isinstance(items, AsyncIterable):
@@ -213,7 +289,7 @@ class Run:
         self.error: BaseException | None = None
         self.alive = 0
         self._progress_wanted = progress
-        self._progress: _Progress | None = None
+        self.progress: _Progress | None = None
         self._results: list[Any] | None = None
         self._recorded: Mapping[int, Any] | None = None
         self._on_result: ResultHook | None = None
@@ -292,7 +368,7 @@ class Run:
     def _start(self) -> list[asyncio.Task[None]]:
         """Create the workers (no more than there are items) in the caller's context."""
         if self._progress_wanted:
-            self._progress = _Progress(self.total)
+            self.progress = _Progress(self.total, count_retries=self._policy is not None)
         count = self.limit if self.total is None else min(self.limit, self.total)
         if self._aiterator is not None:
             self._lock = asyncio.Lock()
@@ -306,8 +382,8 @@ class Run:
 
     def _finish(self) -> None:
         """Send the final progress report."""
-        if self._progress is not None:
-            self._progress.finish()
+        if self.progress is not None:
+            self.progress.finish()
 
     async def _worker(self) -> None:
         await self._work()
@@ -318,8 +394,10 @@ class Run:
 
     async def _work(self) -> None:
         fn = self.fn
-        timeout = self.timeout
-        rate_limiter = self.rate_limiter
+        policy = self._policy
+        # With a policy, the retry engine takes a token and sets a deadline per attempt.
+        timeout = self.timeout if policy is None else None
+        rate_limiter = self.rate_limiter if policy is None else None
         results = self._results
         iterator = self._iterator
         recorded = self._recorded
@@ -354,8 +432,8 @@ class Run:
                 results.append(None)
                 if recorded is not None and index in recorded:
                     results[index] = recorded[index]
-                    if self._progress is not None:
-                        self._progress.advance()
+                    if self.progress is not None:
+                        self.progress.advance()
                     continue
             try:
                 if rate_limiter is not None:
@@ -370,6 +448,8 @@ class Run:
                     if not inspect.isawaitable(call):
                         await self._stop_with(_not_async(fn, call, self.caller))
                         return
+                if policy is not None:
+                    call = self._attempts(policy, item, call, index)
                 if not clean:
                     call = _in_context(item_context, call)
                 if timeout is None:
@@ -408,8 +488,30 @@ class Run:
             else:
                 assert self._queue is not None
                 await self._queue.put((index, value))
-            if self._progress is not None:
-                self._progress.advance()
+            if self.progress is not None:
+                self.progress.advance()
+
+    async def _attempts(
+        self, policy: CallPolicy, item: Any, first: Awaitable[Any], index: int
+    ) -> Any:
+        """Run ``fn(item)`` under ``policy``; ``first`` is the first attempt's awaitable."""
+        fn = self.fn
+        made = [first]
+
+        def attempt() -> Awaitable[Any]:
+            return made.pop() if made else fn(item)
+
+        try:
+            return await run_attempts(
+                policy,
+                attempt,
+                timeout_error=partial(ItemTimeoutError, index),
+                observer=_ItemAttempts(self, index),
+            )
+        finally:
+            # Cancelled while waiting for the first token: close the unawaited call.
+            if made and inspect.iscoroutine(first):
+                first.close()
 
     async def _pull(self) -> Any:
         """The next item of the async iterable, or _END (its failure is recorded)."""
@@ -438,8 +540,8 @@ class Run:
             else:
                 assert self._queue is not None
                 await self._queue.put((index, error))
-            if self._progress is not None:
-                self._progress.advance()
+            if self.progress is not None:
+                self.progress.advance()
         self._stopped = True
 
     async def _item_failed(self, index: int, error: BaseException) -> bool:

@@ -26,10 +26,13 @@ from collections.abc import (
     Callable,
     Iterable,
     Mapping,
+    Sequence,
 )
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
+
+from langgraph.types import RetryPolicy
 
 from act_operator_lib._engine import Run, cancel_and_wait, check_timeout
 from act_operator_lib.limits._protocols import SupportsAcquire
@@ -57,6 +60,7 @@ async def map_concurrent(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: Literal[False] = False,
     progress: bool = False,
 ) -> list[R]: ...
@@ -70,6 +74,7 @@ async def map_concurrent(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool,
     progress: bool = False,
 ) -> list[R | Exception]: ...
@@ -82,6 +87,7 @@ async def map_concurrent(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool = False,
     progress: bool = False,
 ) -> list[Any]:
@@ -100,14 +106,25 @@ async def map_concurrent(
         timeout: Seconds each call may take; a call that takes longer is cancelled
             and fails with `ItemTimeoutError` (naming its index). None: no limit.
         rate_limiter: Awaited with ``acquire()`` before each call (outside the
-            call's ``timeout``), e.g. ``RateLimiter(10, per=1)``.
+            call's ``timeout``), e.g. ``RateLimiter(10, per=1)``; with ``retry``,
+            before each attempt.
+        retry: A LangGraph ``RetryPolicy`` (or a list, the first whose ``retry_on``
+            matches applies) for each item: a failed attempt is retried after
+            LangGraph's backoff, or after the Retry-After the error carries
+            (`retry_after`); each attempt takes its own token and has its own
+            ``timeout``, and waiting for either is not counted in it. A limiter that
+            can ``pause`` pauses for everyone sharing it on a Retry-After. Retries are
+            logged at WARNING on ``act_operator_lib.concurrency`` and, with
+            ``progress``, streamed. Only the last attempt's failure counts.
         return_exceptions: False: the first failure cancels every call in flight,
             waits for them, and is raised as is. True: a failed or timed-out item's
             exception takes its place in the list, and the other items go on.
         progress: Inside a LangGraph node, write ``{"done": n, "total": m}`` to the
             custom stream (``total`` is None when ``items`` has no ``len``) at the
             start, at most every 0.1 s, and at the end, and record a heartbeat for
-            the node's idle timeout each time.
+            the node's idle timeout each time. With ``retry``, the reports also
+            carry ``"retries"`` (so far), and each retry is written as
+            ``{"retry": {"index", "attempt", "error", "delay"}}``.
 
     An exception raised by the iterable itself counts as the failure of the item it
     was producing; no further items are taken. Cancelling the caller cancels every
@@ -126,6 +143,7 @@ async def map_concurrent(
         limit=limit,
         timeout=timeout,
         rate_limiter=rate_limiter,
+        retry=retry,
         return_exceptions=return_exceptions,
         progress=progress,
         caller="map_concurrent",
@@ -141,6 +159,7 @@ def as_completed(
     limit: int,
     timeout: float | None = None,
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: Literal[False] = False,
     progress: bool = False,
 ) -> AsCompleted[R]: ...
@@ -154,6 +173,7 @@ def as_completed(
     limit: int,
     timeout: float | None = None,
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool,
     progress: bool = False,
 ) -> AsCompleted[R | Exception]: ...
@@ -166,6 +186,7 @@ def as_completed(
     limit: int,
     timeout: float | None = None,
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool = False,
     progress: bool = False,
 ) -> AsCompleted[Any]:
@@ -195,6 +216,7 @@ def as_completed(
         limit=limit,
         timeout=timeout,
         rate_limiter=rate_limiter,
+        retry=retry,
         return_exceptions=return_exceptions,
         progress=progress,
         caller="as_completed",

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar, overload
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config, get_store
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
+from langgraph.types import RetryPolicy
 
 from act_operator_lib._engine import Run
 from act_operator_lib._errors import (
@@ -74,6 +75,7 @@ async def map_durable(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: Literal[False] = False,
     progress: bool = False,
     store: BaseStore | None = None,
@@ -92,6 +94,7 @@ async def map_durable(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool,
     progress: bool = False,
     store: BaseStore | None = None,
@@ -109,6 +112,7 @@ async def map_durable(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool = False,
     progress: bool = False,
     store: BaseStore | None = None,
@@ -126,8 +130,9 @@ async def map_durable(
     computed and checked, and the records of an earlier run are read in batches.
 
     Args:
-        fn, limit, timeout, rate_limiter, return_exceptions, progress: As for
-            `map_concurrent`. Progress counts recorded items as done at once.
+        fn, limit, timeout, rate_limiter, retry, return_exceptions, progress: As
+            for `map_concurrent`; only an item's final result (after its retries) is
+            recorded. Progress counts recorded items as done at once.
         items: An iterable or async iterable; it is materialised first.
         key: ``key(item) -> str``, unique among the items and stable across runs
             (a database id, a URL, a content hash; not ``id()`` or a position in a
@@ -176,6 +181,7 @@ async def map_durable(
         limit=limit,
         timeout=timeout,
         rate_limiter=rate_limiter,
+        retry=retry,
         return_exceptions=return_exceptions,
         progress=progress,
         caller="map_durable",
