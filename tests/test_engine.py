@@ -208,6 +208,26 @@ async def test_cancelling_a_run_reaches_an_item_after_one_that_bound_a_variable(
     assert reached == ["item-1"]
 
 
+async def test_an_item_after_one_that_bound_a_variable_runs_asyncio_code_in_its_context() -> None:
+    async def child() -> str:
+        return request_id.get()
+
+    async def item_with_its_own_deadline_and_task(item: int) -> tuple[str, str, bool]:
+        seen = request_id.get()
+        request_id.set(f"item-{item}")
+        timed_out = False
+        try:
+            async with asyncio.timeout(0):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            timed_out = True
+        return seen, await asyncio.create_task(child()), timed_out
+
+    request_id.set("caller")
+    results = await map_concurrent(item_with_its_own_deadline_and_task, range(3), limit=1)
+    assert results == [("caller", f"item-{item}", True) for item in range(3)]
+
+
 # An error that is not an Exception stops the run at once
 
 
