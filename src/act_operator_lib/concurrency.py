@@ -6,6 +6,13 @@ never become a million coroutines, and results come back in input order::
 
     pages = await map_concurrent(fetch, urls, limit=20, timeout=10)
 
+Each item can be retried on its own under a LangGraph ``RetryPolicy``, taking a rate
+token and a fresh timeout per attempt::
+
+    pages = await map_concurrent(
+        fetch, urls, limit=20, timeout=10, rate_limiter=limiter, retry=RetryPolicy()
+    )
+
 `as_completed` yields ``(index, result)`` as each call finishes; `first_completed`
 returns the first success and cancels the rest; `gather_within` collects what
 finishes before a deadline and cancels what doesn't.
