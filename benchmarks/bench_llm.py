@@ -32,7 +32,9 @@ from langchain_openai import ChatOpenAI
 from langgraph.types import RetryPolicy
 from tests._openai_server import OpenAIServer, ServerLimits, openai_server
 
-from act_operator_lib import RateLimiter, map_concurrent
+from act_operator_lib import RateLimiter, call_with_policies, map_concurrent
+from act_operator_lib.integrations.langchain import Estimate, with_token_budget
+from act_operator_lib.limits import MultiRateLimiter, Rate
 
 RATE = 40.0
 TOKENS = 8_000.0
@@ -157,6 +159,25 @@ def rate_limiter_pair(server: OpenAIServer) -> Call:
     return call
 
 
+def budgeted(
+    estimate: Estimate, scale: float = 1.0, adaptive: bool = False
+) -> Callable[[OpenAIServer], Call]:
+    """Our way: one MultiRateLimiter, reserved and settled by the model, retried by policy."""
+
+    def make(server: OpenAIServer) -> Call:
+        limiter = MultiRateLimiter(
+            requests=Rate(RATE * scale, burst=int(RATE * scale)),
+            tokens=Rate(TOKENS * scale, burst=int(TOKENS * scale)),
+            adaptive=adaptive,
+        )
+        model = with_token_budget(chat(server, max_retries=0), limiter, estimate=estimate)
+        return lambda cost, text: call_with_policies(
+            lambda: model.ainvoke(text), retry=RATE_LIMITED
+        )
+
+    return make
+
+
 CONTENDERS: list[tuple[str, Callable[[OpenAIServer], Call]]] = [
     ("the openai SDK's own retries (`max_retries=2`, ChatOpenAI's default)", sdk_retries(2)),
     ("the same, `max_retries=6`", sdk_retries(6)),
@@ -166,10 +187,18 @@ CONTENDERS: list[tuple[str, Callable[[OpenAIServer], Call]]] = [
         f"`RateLimiter({RATE:g})` then `RateLimiter({TOKENS:g}).acquire(weight=cost)`",
         rate_limiter_pair,
     ),
+    ("ours: `MultiRateLimiter`, cost known before the call", budgeted(cost_of)),
+    ("ours: `MultiRateLimiter`, estimate 100 settled from usage", budgeted(100)),
+    ("ours: limits at 2x the server's, adaptive, cost known", budgeted(cost_of, 2.0, True)),
 ]
 
 OUTAGE_CONTENDERS: list[tuple[str, Callable[[OpenAIServer], Call]]] = [
     ("the openai SDK's own retries (`max_retries=6`)", sdk_retries(6)),
+    (
+        f"`RateLimiter({RATE:g})` then `RateLimiter({TOKENS:g}).acquire(weight=cost)`",
+        rate_limiter_pair,
+    ),
+    ("ours: `MultiRateLimiter`, estimate 100, shared cooldown", budgeted(100)),
 ]
 
 
