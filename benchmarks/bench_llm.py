@@ -1,6 +1,7 @@
 """LLM calls within provider limits: what a user picks today vs the library, side by side.
 
-Workload: the local OpenAI-compatible server (``tests/_openai_server.py``) enforcing
+Workload: the local OpenAI-compatible server (``tests/_openai_server.py``, in a
+process of its own) enforcing
 ``RATE`` requests/s and ``TOKENS`` tokens/s over 1 s sliding windows (429 with
 ``retry-after`` / ``retry-after-ms`` when either is exceeded); ``CALLS`` ChatOpenAI
 calls (the real openai SDK) whose cost is spread over 50-400 tokens, 16 in flight.
@@ -30,7 +31,7 @@ from aiolimiter import AsyncLimiter
 from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_openai import ChatOpenAI
 from langgraph.types import RetryPolicy
-from tests._openai_server import OpenAIServer, ServerLimits, openai_server
+from tests._openai_server import RemoteServer, ServerLimits, openai_server_process
 
 from act_operator_lib import RateLimiter, call_with_policies, map_concurrent
 from act_operator_lib.integrations.langchain import Estimate, with_token_budget
@@ -88,7 +89,7 @@ def floor_seconds(costs: list[int], rate: float, tokens: float, window: float = 
     return now
 
 
-def chat(server: OpenAIServer, **kwargs: Any) -> ChatOpenAI:
+def chat(server: RemoteServer, **kwargs: Any) -> ChatOpenAI:
     return ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key="bench", **kwargs)
 
 
@@ -100,9 +101,9 @@ def cost_of(text: Any) -> int:
     return int(str(text).split()[0].removeprefix("cost="))
 
 
-async def run(limits: ServerLimits, make: Callable[[OpenAIServer], Call], outage: bool) -> Outcome:
+async def run(limits: ServerLimits, make: Callable[[RemoteServer], Call], outage: bool) -> Outcome:
     spend = costs()
-    with openai_server(limits) as server:
+    with openai_server_process(limits) as server:
         call = make(server)
         loop = asyncio.get_running_loop()
         if outage:
@@ -122,21 +123,21 @@ async def run(limits: ServerLimits, make: Callable[[OpenAIServer], Call], outage
     return Outcome(failed, seen.rejected, seconds, during if outage else 0)
 
 
-def sdk_retries(retries: int) -> Callable[[OpenAIServer], Call]:
-    def make(server: OpenAIServer) -> Call:
+def sdk_retries(retries: int) -> Callable[[RemoteServer], Call]:
+    def make(server: RemoteServer) -> Call:
         model = chat(server, max_retries=retries)
         return lambda cost, text: model.ainvoke(text)
 
     return make
 
 
-def langchain_limiter(server: OpenAIServer) -> Call:
+def langchain_limiter(server: RemoteServer) -> Call:
     limiter = InMemoryRateLimiter(requests_per_second=RATE, check_every_n_seconds=0.01)
     model = chat(server, rate_limiter=limiter)
     return lambda cost, text: model.ainvoke(text)
 
 
-def aiolimiter_first(server: OpenAIServer) -> Call:
+def aiolimiter_first(server: RemoteServer) -> Call:
     limiter = AsyncLimiter(RATE, 1)
     model = chat(server)
 
@@ -147,7 +148,7 @@ def aiolimiter_first(server: OpenAIServer) -> Call:
     return call
 
 
-def rate_limiter_pair(server: OpenAIServer) -> Call:
+def rate_limiter_pair(server: RemoteServer) -> Call:
     requests, tokens = RateLimiter(RATE), RateLimiter(TOKENS)
     model = chat(server)
 
@@ -161,10 +162,10 @@ def rate_limiter_pair(server: OpenAIServer) -> Call:
 
 def budgeted(
     estimate: Estimate, scale: float = 1.0, adaptive: bool = False
-) -> Callable[[OpenAIServer], Call]:
+) -> Callable[[RemoteServer], Call]:
     """Our way: one MultiRateLimiter, reserved and settled by the model, retried by policy."""
 
-    def make(server: OpenAIServer) -> Call:
+    def make(server: RemoteServer) -> Call:
         limiter = MultiRateLimiter(
             requests=Rate(RATE * scale, burst=int(RATE * scale)),
             tokens=Rate(TOKENS * scale, burst=int(TOKENS * scale)),
@@ -178,7 +179,7 @@ def budgeted(
     return make
 
 
-CONTENDERS: list[tuple[str, Callable[[OpenAIServer], Call]]] = [
+CONTENDERS: list[tuple[str, Callable[[RemoteServer], Call]]] = [
     ("the openai SDK's own retries (`max_retries=2`, ChatOpenAI's default)", sdk_retries(2)),
     ("the same, `max_retries=6`", sdk_retries(6)),
     (f"LangChain `InMemoryRateLimiter({RATE:g}/s)` as `rate_limiter=`", langchain_limiter),
@@ -192,7 +193,7 @@ CONTENDERS: list[tuple[str, Callable[[OpenAIServer], Call]]] = [
     ("ours: limits at 2x the server's, adaptive, cost known", budgeted(cost_of, 2.0, True)),
 ]
 
-OUTAGE_CONTENDERS: list[tuple[str, Callable[[OpenAIServer], Call]]] = [
+OUTAGE_CONTENDERS: list[tuple[str, Callable[[RemoteServer], Call]]] = [
     ("the openai SDK's own retries (`max_retries=6`)", sdk_retries(6)),
     (
         f"`RateLimiter({RATE:g})` then `RateLimiter({TOKENS:g}).acquire(weight=cost)`",
