@@ -13,7 +13,12 @@ import openai
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_openai import ChatOpenAI
-from tests._openai_server import OpenAIServer, ServerLimits, openai_server
+from tests._openai_server import (
+    OpenAIServer,
+    ServerLimits,
+    openai_server,
+    openai_server_process,
+)
 
 from act_operator_lib._retry_after import retry_after
 
@@ -105,3 +110,13 @@ async def test_an_outage_answers_429_until_it_ends(server: OpenAIServer) -> None
     with pytest.raises(openai.RateLimitError) as caught:
         await chat(server).ainvoke("cost=1 during")
     assert retry_after(caught.value) == 2.0
+
+
+def test_the_server_also_runs_in_a_process_of_its_own() -> None:
+    with openai_server_process(ServerLimits(requests_per_second=1)) as remote:
+        model = ChatOpenAI(model="gpt-test", base_url=remote.base_url, api_key="t", max_retries=0)
+        assert model.invoke("cost=15 hi").usage_metadata["total_tokens"] == 15  # type: ignore[index]
+        with pytest.raises(openai.RateLimitError):
+            model.invoke("cost=15 again")
+        seen = remote.statistics()
+    assert (seen.requests, seen.rejected, seen.rejected_for) == (2, 1, {"requests": 1})
