@@ -266,6 +266,27 @@ async def _table(title: str, workload: Workload) -> list[str]:
     return lines
 
 
+async def _limiter_alone(workload: Workload) -> tuple[float, int]:
+    """(a)'s costs through a MultiRateLimiter alone: last grant, most tokens in any window."""
+    limiter = MultiRateLimiter(
+        requests=Rate(workload.rate, burst=int(workload.rate)),
+        tokens=Rate(workload.tokens, burst=int(workload.tokens)),
+    )
+    loop = asyncio.get_running_loop()
+    grants: list[tuple[float, int]] = []
+    started = loop.time()
+
+    async def one(cost: int) -> None:
+        await limiter.reserve(tokens=cost)
+        grants.append((loop.time() - started, cost))
+
+    await map_concurrent(one, workload.costs(), limit=IN_FLIGHT)
+    most = max(
+        sum(spent for moment, spent in grants if end - 1.0 < moment <= end) for end, _ in grants
+    )
+    return max(moment for moment, _ in grants), most
+
+
 async def _run() -> str:
     one_group = Workload(rate=40, tokens=8_000, calls=CALLS)
     graphs = Workload(rate=20, tokens=4_000, calls=2 * CALLS, graphs=8)
@@ -290,6 +311,13 @@ async def _run() -> str:
         lines.append(
             f"| {name} | {outcome.failed} | {outcome.during_outage} | {outcome.seconds:.2f} |"
         )
+    last, most = await _limiter_alone(one_group)
+    lines += [
+        "",
+        f"(d) (a)'s costs through the `MultiRateLimiter` alone (no server): last grant at "
+        f"{last:.2f} s (floor {one_group.floor():.2f} s), at most {most:,} tokens in any 1 s "
+        f"(T = {one_group.tokens:,.0f}).",
+    ]
     return "\n".join(lines) + "\n"
 
 
