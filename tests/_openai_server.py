@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import web
 
 __all__ = [
+    "ChatModels",
     "OpenAIServer",
     "RemoteServer",
     "ServerLimits",
@@ -417,6 +418,46 @@ def _serve_until_stdin_closes(options: str) -> None:
     with openai_server(ServerLimits(**values)) as server:
         print(server.url, flush=True)
         sys.stdin.read()
+
+
+class ChatModels:
+    """ChatOpenAI models on a server, each with HTTP clients of its own, closed by `aclose`.
+
+    A model left with open keep-alive connections when its event loop closes leaks
+    them (uvloop reports it); closing the clients a test made ends them in time::
+
+        models = ChatModels(server)
+        answer = await models(max_retries=0).ainvoke("cost=10 hi")
+        await models.aclose()
+    """
+
+    def __init__(self, server: OpenAIServer | RemoteServer) -> None:
+        self.server = server
+        self._clients: list[tuple[Any, Any]] = []
+
+    def __call__(self, **options: Any) -> Any:
+        """A ChatOpenAI on the server: no SDK retries, usage streamed, ``options`` on top."""
+        import openai
+        from langchain_openai import ChatOpenAI
+
+        clients = (openai.DefaultAsyncHttpxClient(), openai.DefaultHttpxClient())
+        self._clients.append(clients)
+        settings: dict[str, Any] = {"max_retries": 0, "stream_usage": True, **options}
+        return ChatOpenAI(
+            model="gpt-test",
+            base_url=self.server.base_url,
+            api_key="test",
+            http_async_client=clients[0],
+            http_client=clients[1],
+            **settings,
+        )
+
+    async def aclose(self) -> None:
+        """Close every model's HTTP clients."""
+        for async_client, sync_client in self._clients:
+            await async_client.aclose()
+            sync_client.close()
+        self._clients.clear()
 
 
 def _error(status: int, headers: Mapping[str, str]) -> web.Response:
