@@ -13,27 +13,43 @@ of ``window`` seconds, measured on arrival, and answers 429 with ``retry-after``
 
 A call costs the tokens named by ``cost=N`` in its messages (else ``default_cost``).
 The server runs on its own thread and loop, so sync and async clients, tests and
-benchmarks share it. Used by the tests and by ``benchmarks/bench_llm.py``.
+benchmarks share it. ``openai_server_process`` runs it in a child process instead
+(``python -m tests._openai_server``), so a benchmark's client does not share the
+server's interpreter; `RemoteServer` reads its statistics and starts outages over HTTP.
+Used by the tests and by ``benchmarks/bench_llm.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
 import re
+import subprocess
+import sys
 import threading
 import time
-from collections import deque
+import urllib.request
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["OpenAIServer", "ServerLimits", "ServerStatistics", "openai_server"]
+__all__ = [
+    "ChatModels",
+    "OpenAIServer",
+    "RemoteServer",
+    "ServerLimits",
+    "ServerStatistics",
+    "openai_server",
+    "openai_server_process",
+]
 
 _COST = re.compile(r"\bcost=(\d+)\b")
 _SAME_INSTANT = 1e-6
@@ -76,6 +92,9 @@ class ServerStatistics:
     """Arrival time of every request (``time.monotonic()``)."""
     rejections: list[float] = field(default_factory=list)
     """Time of every 429 sent (``time.monotonic()``)."""
+    rejected_for: dict[str, int] = field(default_factory=dict)
+    """429s by cause: ``requests`` or ``tokens`` (a window was full; both if both
+    were), ``answer_next`` / ``outage`` (scripted)."""
 
 
 @dataclass(slots=True)
@@ -100,6 +119,7 @@ class OpenAIServer:
         self._forced: list[_Forced] = []
         self._arrivals: list[float] = []
         self._rejections: list[float] = []
+        self._rejected_for: Counter[str] = Counter()
         self._ok = 0
         self._early = 0
         self._granted_tokens = 0
@@ -120,6 +140,7 @@ class OpenAIServer:
                 tokens=self._granted_tokens,
                 arrivals=list(self._arrivals),
                 rejections=list(self._rejections),
+                rejected_for=dict(self._rejected_for),
             )
 
     def answer_next(
@@ -135,6 +156,14 @@ class OpenAIServer:
         with self._lock:
             self._forced.append(_Forced(429, headers, None, time.monotonic() + seconds))
 
+    async def control_statistics(self, request: web.Request) -> web.Response:
+        return web.json_response(dataclasses.asdict(self.statistics()))
+
+    async def control_outage(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.outage(float(body["seconds"]), float(body["retry_after"]))
+        return web.json_response({})
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         messages = body.get("messages", [])
@@ -149,14 +178,14 @@ class OpenAIServer:
                 self._early += 1
             forced = self._forced_answer(now)
             if forced is not None:
-                status, headers = forced
+                status, headers, cause = forced
                 if status == 429:
-                    self._reject(key, now, headers)
+                    self._reject(key, now, headers, cause)
                 return _error(status, headers)
-            wait = self._wait(now, cost)
+            wait, causes = self._wait(now, cost)
             if wait is not None:
                 headers = self._rate_headers(now, wait)
-                self._reject(key, now, headers)
+                self._reject(key, now, headers, " and ".join(causes))
                 return _error(429, headers)
             self._admit(now, cost)
             self._ok += 1
@@ -175,7 +204,7 @@ class OpenAIServer:
             await asyncio.sleep(self.limits.latency)
         return web.json_response(_completion(model, usage), headers=headers)
 
-    def _forced_answer(self, now: float) -> tuple[int, dict[str, str]] | None:
+    def _forced_answer(self, now: float) -> tuple[int, dict[str, str], str] | None:
         while self._forced:
             forced = self._forced[0]
             if forced.until is not None and now >= forced.until:
@@ -185,11 +214,13 @@ class OpenAIServer:
                 forced.remaining -= 1
                 if forced.remaining == 0:
                     self._forced.pop(0)
-            return forced.status, forced.headers
+            cause = "answer_next" if forced.until is None else "outage"
+            return forced.status, forced.headers, cause
         return None
 
-    def _reject(self, key: str, now: float, headers: Mapping[str, str]) -> None:
+    def _reject(self, key: str, now: float, headers: Mapping[str, str], cause: str) -> None:
         self._rejections.append(now)
+        self._rejected_for[cause] += 1
         wait = _header_seconds(headers)
         if wait is not None:
             self._not_before[key] = now + wait
@@ -201,24 +232,27 @@ class OpenAIServer:
         while self._tokens and self._tokens[0][0] <= horizon:
             self._tokens_in_window -= self._tokens.popleft()[1]
 
-    def _wait(self, now: float, cost: int) -> float | None:
-        """Seconds until this request fits both windows, or None if it fits now."""
+    def _wait(self, now: float, cost: int) -> tuple[float | None, list[str]]:
+        """Seconds until this request fits both windows (None: now), and which were full."""
         self._expire(now)
-        limits, wait = self.limits, 0.0
+        limits, wait, causes = self.limits, 0.0, []
         if limits.requests_per_second is not None:
             allowed = limits.requests_per_second * limits.window
             if len(self._requests) + 1 > allowed:
                 index = len(self._requests) - math.floor(allowed)
                 wait = max(wait, self._requests[index] + limits.window - now)
+                causes.append("requests")
         if limits.tokens_per_second is not None:
             allowed = limits.tokens_per_second * limits.window
             excess = self._tokens_in_window + cost - allowed
+            if excess > 0:
+                causes.append("tokens")
             for moment, tokens in self._tokens:
                 if excess <= 0:
                     break
                 excess -= tokens
                 wait = max(wait, moment + limits.window - now)
-        return wait if wait > 0 else None
+        return (wait, causes) if wait > 0 else (None, [])
 
     def _admit(self, now: float, cost: int) -> None:
         self._requests.append(now)
@@ -289,6 +323,8 @@ def openai_server(limits: ServerLimits | None = None) -> Iterator[OpenAIServer]:
         app.router.add_post("/v1/chat/completions", server.handle)
         # Other clients (anthropic's SDK) reach it only for answers set by `answer_next`.
         app.router.add_post("/v1/messages", server.handle)
+        app.router.add_get("/_statistics", server.control_statistics)
+        app.router.add_post("/_outage", server.control_outage)
         runner = web.AppRunner(
             app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0
         )
@@ -323,6 +359,105 @@ def openai_server(limits: ServerLimits | None = None) -> Iterator[OpenAIServer]:
     finally:
         loop_box[0].call_soon_threadsafe(stop_box[0].set)
         thread.join()
+
+
+class RemoteServer:
+    """The server running in a child process (`openai_server_process`), seen from outside."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give an OpenAI client (``.../v1``)."""
+        return f"{self.url}/v1"
+
+    def statistics(self) -> ServerStatistics:
+        """What the server saw so far (a blocking HTTP request to it)."""
+        with urllib.request.urlopen(f"{self.url}/_statistics", timeout=30) as response:
+            return ServerStatistics(**json.loads(response.read()))
+
+    def outage(self, seconds: float, retry_after: float) -> None:
+        """Start an outage now (a blocking HTTP request to it); see `OpenAIServer.outage`."""
+        body = json.dumps({"seconds": seconds, "retry_after": retry_after}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/_outage", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30):
+            pass
+
+
+@contextmanager
+def openai_server_process(limits: ServerLimits | None = None) -> Iterator[RemoteServer]:
+    """Start the server in a child process on 127.0.0.1; stop it on exit."""
+    options = json.dumps(dataclasses.asdict(limits or ServerLimits()))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests._openai_server", options],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url:
+            raise RuntimeError("the local OpenAI server process did not start")
+        yield RemoteServer(url)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()  # the child serves until its stdin closes
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
+
+
+def _serve_until_stdin_closes(options: str) -> None:
+    values = json.loads(options)
+    values["retry_after_headers"] = tuple(values["retry_after_headers"])
+    with openai_server(ServerLimits(**values)) as server:
+        print(server.url, flush=True)
+        sys.stdin.read()
+
+
+class ChatModels:
+    """ChatOpenAI models on a server, each with HTTP clients of its own, closed by `aclose`.
+
+    A model left with open keep-alive connections when its event loop closes leaks
+    them (uvloop reports it); closing the clients a test made ends them in time::
+
+        models = ChatModels(server)
+        answer = await models(max_retries=0).ainvoke("cost=10 hi")
+        await models.aclose()
+    """
+
+    def __init__(self, server: OpenAIServer | RemoteServer) -> None:
+        self.server = server
+        self._clients: list[tuple[Any, Any]] = []
+
+    def __call__(self, **options: Any) -> Any:
+        """A ChatOpenAI on the server: no SDK retries, usage streamed, ``options`` on top."""
+        import openai
+        from langchain_openai import ChatOpenAI
+
+        clients = (openai.DefaultAsyncHttpxClient(), openai.DefaultHttpxClient())
+        self._clients.append(clients)
+        settings: dict[str, Any] = {"max_retries": 0, "stream_usage": True, **options}
+        return ChatOpenAI(
+            model="gpt-test",
+            base_url=self.server.base_url,
+            api_key="test",
+            http_async_client=clients[0],
+            http_client=clients[1],
+            **settings,
+        )
+
+    async def aclose(self) -> None:
+        """Close every model's HTTP clients."""
+        for async_client, sync_client in self._clients:
+            await async_client.aclose()
+            sync_client.close()
+        self._clients.clear()
 
 
 def _error(status: int, headers: Mapping[str, str]) -> web.Response:
@@ -386,3 +521,7 @@ def _chunk(
 
 def _event(data: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(data)}\n\n".encode()
+
+
+if __name__ == "__main__":
+    _serve_until_stdin_closes(sys.argv[1])

@@ -187,3 +187,9 @@ def test_a_rate_limiter_without_acquire_is_refused_with_the_fix() -> None:
 def test_a_retry_that_is_not_a_retry_policy_is_refused_with_the_fix() -> None:
     with pytest.raises(TypeError, match=r"HTTPResource\(retry=\.\.\.\) must be"):
         HTTPResource(retry=3)  # type: ignore[arg-type]
+
+
+def test_the_repr_names_the_rate_limiter_and_the_retry() -> None:
+    text = repr(HTTPResource(rate_limiter=RateLimiter(20), retry=RETRY))
+    assert "rate_limiter=RateLimiter(" in text
+    assert "retry=(RetryPolicy(" in text

@@ -6,7 +6,7 @@ OpenAI-compatible server on 127.0.0.1.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypedDict
 
 import openai
@@ -14,10 +14,9 @@ import pytest
 from aiolimiter import AsyncLimiter
 from langchain_core.messages import AIMessage
 from langchain_core.rate_limiters import BaseRateLimiter
-from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
-from tests._openai_server import OpenAIServer, openai_server
+from tests._openai_server import ChatModels, OpenAIServer, openai_server
 
 from act_operator_lib import AsyncBaseNode, BaseNode, RateLimiter
 from act_operator_lib.integrations.langchain import (
@@ -34,9 +33,11 @@ def server() -> Iterator[OpenAIServer]:
         yield running
 
 
-def chat(server: OpenAIServer, **kwargs: Any) -> ChatOpenAI:
-    options: dict[str, Any] = {"max_retries": 0, "stream_usage": True, **kwargs}
-    return ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key="test", **options)
+@pytest.fixture
+async def chat(server: OpenAIServer) -> AsyncIterator[ChatModels]:
+    models = ChatModels(server)
+    yield models
+    await models.aclose()
 
 
 class State(TypedDict, total=False):
@@ -82,9 +83,10 @@ def test_the_adapter_is_a_langchain_rate_limiter() -> None:
 
 async def test_a_rate_limiter_as_chat_openai_rate_limiter_takes_a_token_per_request(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     limiter = RateLimiter(1000)
-    model = chat(server, rate_limiter=LangChainRateLimiter(limiter))
+    model = chat(rate_limiter=LangChainRateLimiter(limiter))
 
     result = await graph_of(AskAll(model)).ainvoke(QUESTIONS)
 
@@ -94,9 +96,10 @@ async def test_a_rate_limiter_as_chat_openai_rate_limiter_takes_a_token_per_requ
 
 def test_sync_invoke_in_a_sync_graph_takes_tokens_from_the_same_limiter(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     limiter = RateLimiter(1000)
-    model = chat(server, rate_limiter=LangChainRateLimiter(limiter))
+    model = chat(rate_limiter=LangChainRateLimiter(limiter))
 
     result = graph_of(AskAllSync(model)).invoke(QUESTIONS)
 
@@ -104,16 +107,18 @@ def test_sync_invoke_in_a_sync_graph_takes_tokens_from_the_same_limiter(
     assert limiter.statistics().granted == 3
 
 
-async def test_astream_takes_a_token_per_request(server: OpenAIServer) -> None:
+async def test_astream_takes_a_token_per_request(server: OpenAIServer, chat: ChatModels) -> None:
     limiter = RateLimiter(1000)
-    model = chat(server, rate_limiter=LangChainRateLimiter(limiter))
+    model = chat(rate_limiter=LangChainRateLimiter(limiter))
     chunks = [chunk async for chunk in model.astream("cost=5 stream")]
     assert chunks
     assert limiter.statistics().granted == 1
 
 
-async def test_aiolimiter_works_as_the_limiter_behind_the_adapter(server: OpenAIServer) -> None:
-    model = chat(server, rate_limiter=LangChainRateLimiter(AsyncLimiter(1000, 1)))
+async def test_aiolimiter_works_as_the_limiter_behind_the_adapter(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
+    model = chat(rate_limiter=LangChainRateLimiter(AsyncLimiter(1000, 1)))
     message = await model.ainvoke("cost=5 hello")
     assert isinstance(message, AIMessage)
 
@@ -162,9 +167,11 @@ class StreamAll(AsyncBaseNode):
         return {"answers": answers}
 
 
-async def test_ainvoke_in_a_graph_settles_each_call_to_its_usage(server: OpenAIServer) -> None:
+async def test_ainvoke_in_a_graph_settles_each_call_to_its_usage(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
 
     result = await graph_of(AskAll(model)).ainvoke(QUESTIONS)
 
@@ -174,9 +181,10 @@ async def test_ainvoke_in_a_graph_settles_each_call_to_its_usage(server: OpenAIS
 
 def test_sync_invoke_in_a_sync_graph_settles_each_call_to_its_usage(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
 
     result = graph_of(AskAllSync(model)).invoke(QUESTIONS)
 
@@ -186,9 +194,10 @@ def test_sync_invoke_in_a_sync_graph_settles_each_call_to_its_usage(
 
 async def test_astream_in_a_graph_settles_to_the_usage_of_the_final_chunk(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
 
     result = await graph_of(StreamAll(model)).ainvoke(QUESTIONS)
 
@@ -196,9 +205,11 @@ async def test_astream_in_a_graph_settles_to_the_usage_of_the_final_chunk(
     assert granted(limiter) == (3, 60)
 
 
-def test_sync_stream_settles_to_the_usage_of_the_final_chunk(server: OpenAIServer) -> None:
+def test_sync_stream_settles_to_the_usage_of_the_final_chunk(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
     chunks = list(model.stream("cost=70 story"))
     assert chunks
     assert granted(limiter) == (1, 70)
@@ -206,6 +217,7 @@ def test_sync_stream_settles_to_the_usage_of_the_final_chunk(server: OpenAIServe
 
 async def test_a_known_cost_is_reserved_exactly_by_an_estimate_function(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     limiter = budget()
     reserved: list[int] = []
@@ -214,16 +226,18 @@ async def test_a_known_cost_is_reserved_exactly_by_an_estimate_function(
         reserved.append(int(str(text).split()[0].removeprefix("cost=")))
         return reserved[-1]
 
-    model = with_token_budget(chat(server), limiter, estimate=cost_of)
+    model = with_token_budget(chat(), limiter, estimate=cost_of)
     await graph_of(AskAll(model)).ainvoke(QUESTIONS)
 
     assert reserved == [10, 20, 30]
     assert granted(limiter) == (3, 60)
 
 
-async def test_a_stream_without_usage_keeps_the_estimate(server: OpenAIServer) -> None:
+async def test_a_stream_without_usage_keeps_the_estimate(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
     limiter = budget()
-    model = with_token_budget(chat(server, stream_usage=False), limiter, estimate=100)
+    model = with_token_budget(chat(stream_usage=False), limiter, estimate=100)
     chunks = [chunk async for chunk in model.astream("cost=30 no usage")]
     assert chunks
     assert granted(limiter) == (1, 100)
@@ -231,10 +245,11 @@ async def test_a_stream_without_usage_keeps_the_estimate(server: OpenAIServer) -
 
 async def test_a_429_refunds_the_tokens_and_pauses_the_limiter_for_everyone(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     server.answer_next(1, 429, {"retry-after": "1"})
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
 
     with pytest.raises(openai.RateLimitError):
         await model.ainvoke("cost=30 refused")
@@ -245,10 +260,11 @@ async def test_a_429_refunds_the_tokens_and_pauses_the_limiter_for_everyone(
 
 async def test_a_node_retry_after_a_429_resends_no_earlier_than_the_retry_after(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     server.answer_next(1, 429, {"retry-after": "1"})
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
     node = AskAll(model, retry=RetryPolicy(max_attempts=2, retry_on=openai.RateLimitError))
 
     result = await graph_of(node).ainvoke({"questions": ["cost=40 again"]})
@@ -259,9 +275,11 @@ async def test_a_node_retry_after_a_429_resends_no_earlier_than_the_retry_after(
     assert granted(limiter) == (2, 40)
 
 
-async def test_an_abandoned_stream_keeps_the_estimate(server: OpenAIServer) -> None:
+async def test_an_abandoned_stream_keeps_the_estimate(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=100)
+    model = with_token_budget(chat(), limiter, estimate=100)
     stream = model.astream("cost=30 abandoned")
     async for _ in stream:
         break
@@ -269,13 +287,13 @@ async def test_an_abandoned_stream_keeps_the_estimate(server: OpenAIServer) -> N
     assert granted(limiter) == (1, 100)
 
 
-def test_bind_tools_keeps_the_budget(server: OpenAIServer) -> None:
+def test_bind_tools_keeps_the_budget(server: OpenAIServer, chat: ChatModels) -> None:
     def lookup(city: str) -> str:
         """Look up a city."""
         return city
 
     limiter = budget()
-    model = with_token_budget(chat(server), limiter, estimate=50)
+    model = with_token_budget(chat(), limiter, estimate=50)
     bound = model.bind_tools([lookup])
     assert isinstance(bound, TokenBudgetModel)
     bound.invoke("cost=25 tools")
@@ -284,25 +302,32 @@ def test_bind_tools_keeps_the_budget(server: OpenAIServer) -> None:
 
 async def test_a_multi_rate_limiter_also_works_as_a_rate_limiter_adapter(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     limiter = budget()
-    model = chat(server, rate_limiter=LangChainRateLimiter(limiter))
+    model = chat(rate_limiter=LangChainRateLimiter(limiter))
     await model.ainvoke("cost=5 hello")
     assert granted(limiter) == (1, 1)
 
 
-def test_a_limiter_without_reserve_is_refused_with_the_fix(server: OpenAIServer) -> None:
+def test_a_limiter_without_reserve_is_refused_with_the_fix(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
     with pytest.raises(TypeError, match=r"with_token_budget\(limiter=\.\.\.\) must be"):
-        with_token_budget(chat(server), RateLimiter(10))  # type: ignore[arg-type]
+        with_token_budget(chat(), RateLimiter(10))  # type: ignore[arg-type]
 
 
-def test_a_negative_estimate_is_refused_with_the_fix(server: OpenAIServer) -> None:
+def test_a_negative_estimate_is_refused_with_the_fix(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
     with pytest.raises(ValueError, match=r"with_token_budget\(estimate=\.\.\.\) must be"):
-        with_token_budget(chat(server), budget(), estimate=-1)
+        with_token_budget(chat(), budget(), estimate=-1)
 
 
-async def test_an_estimate_function_returning_a_non_int_is_refused(server: OpenAIServer) -> None:
-    model = with_token_budget(chat(server), budget(), estimate=lambda _: "many")  # type: ignore[arg-type,return-value]
+async def test_an_estimate_function_returning_a_non_int_is_refused(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
+    model = with_token_budget(chat(), budget(), estimate=lambda _: "many")  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match=r"must return an int >= 0"):
         await model.ainvoke("cost=5 hi")
     assert server.statistics().requests == 0

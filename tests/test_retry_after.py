@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from email.utils import formatdate
 from typing import Any, TypedDict
@@ -24,7 +24,7 @@ from langchain_core.messages import AIMessage
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
-from tests._openai_server import OpenAIServer, openai_server
+from tests._openai_server import ChatModels, OpenAIServer, openai_server
 
 from act_operator_lib import AsyncBaseNode
 from act_operator_lib._retry_after import MAX_RETRY_AFTER, retry_after
@@ -36,8 +36,11 @@ def server() -> Iterator[OpenAIServer]:
         yield running
 
 
-def chat(server: OpenAIServer) -> ChatOpenAI:
-    return ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key="test", max_retries=0)
+@pytest.fixture
+async def chat(server: OpenAIServer) -> AsyncIterator[ChatModels]:
+    models = ChatModels(server)
+    yield models
+    await models.aclose()
 
 
 async def httpx_error(server: OpenAIServer, status: int, headers: dict[str, str]) -> Exception:
@@ -52,10 +55,11 @@ async def httpx_error(server: OpenAIServer, status: int, headers: dict[str, str]
 
 async def test_openai_rate_limit_error_from_chat_openai_gives_its_retry_after(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     server.answer_next(1, 429, {"retry-after": "1"})
     with pytest.raises(openai.RateLimitError) as caught:
-        await chat(server).ainvoke("hello")
+        await chat().ainvoke("hello")
     assert caught.value.response.headers["retry-after"] == "1"
     assert retry_after(caught.value) == 1.0
 
@@ -228,10 +232,11 @@ class Ask(AsyncBaseNode):
 
 async def test_a_node_retry_waits_for_the_retry_after_of_chat_openai_429(
     server: OpenAIServer,
+    chat: ChatModels,
 ) -> None:
     server.answer_next(1, 429, {"retry-after": "1"})
     builder = StateGraph(State)
-    builder.add_node("ask", Ask(chat(server)))
+    builder.add_node("ask", Ask(chat()))
     builder.add_edge(START, "ask")
     builder.add_edge("ask", END)
 

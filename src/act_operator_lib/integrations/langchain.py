@@ -32,6 +32,7 @@ from act_operator_lib.bridge import run_async
 from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause
 
 __all__ = [
+    "Estimate",
     "LangChainRateLimiter",
     "SupportsReserve",
     "SupportsSettle",
@@ -102,6 +103,7 @@ class SupportsReserve(Protocol):
 
 
 Estimate = int | Callable[[LanguageModelInput], int]
+"""Tokens a call is expected to cost: a number, or a function of the call's input."""
 
 
 def with_token_budget(

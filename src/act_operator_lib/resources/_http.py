@@ -132,9 +132,14 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
         await value.close()
 
     def __repr__(self) -> str:
+        policies = ""
+        if self.rate_limiter is not None:
+            policies += f", rate_limiter={self.rate_limiter!r}"
+        if self.retry:
+            policies += f", retry={self.retry!r}"
         return (
             f"HTTPResource(base_url={_redacted(self.base_url)!r}, limit={self.limit}, "
-            f"timeout={self.timeout!r}, connect_timeout={self.connect_timeout!r})"
+            f"timeout={self.timeout!r}, connect_timeout={self.connect_timeout!r}{policies})"
         )
 
 
