@@ -92,14 +92,16 @@ class LangChainRateLimiter(BaseRateLimiter):
 class SupportsSettle(Protocol):
     """A reservation: ``await reservation.settle(tokens=n)`` charges the real cost."""
 
-    def settle(self, **actual: int) -> Awaitable[Any]: ...
+    def settle(self, **actual: int) -> Awaitable[Any]:
+        """Charge the actual cost, refunding or adding to what was reserved."""
 
 
 @runtime_checkable
 class SupportsReserve(Protocol):
     """A multi-rate limiter: ``await limiter.reserve(tokens=n)`` takes every rate at once."""
 
-    def reserve(self, **costs: int) -> Awaitable[Any]: ...
+    def reserve(self, **costs: int) -> Awaitable[Any]:
+        """Wait until every rate can take ``costs``, then take them together."""
 
 
 Estimate = int | Callable[[LanguageModelInput], int]
