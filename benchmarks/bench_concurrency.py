@@ -9,21 +9,27 @@ kept (the machine may be busy).
 
 Memory: 1,000,000 items of ``await asyncio.sleep(0)`` at limit 100, peak traced by
 tracemalloc beyond the result list itself.
+
+``BENCH_CONCURRENCY_QUICK=1`` runs a quick check instead (a tenth of the items, more
+rounds, the worker pool against map_concurrent only) for use while changing the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import operator
+import os
 import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
+from functools import partial
 from typing import Annotated, Any, TypedDict
 
 import aiometer
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import RetryPolicy, Send
 
 from act_operator_lib.concurrency import map_concurrent
 
@@ -34,6 +40,7 @@ ROUNDS = 3
 MEMORY_ITEMS = 1_000_000
 GATHER_MEMORY_ITEMS = 100_000
 OVERHEAD_ITEMS = 100_000
+QUICK = os.environ.get("BENCH_CONCURRENCY_QUICK") == "1"
 
 
 async def work(item: int) -> int:
@@ -42,6 +49,15 @@ async def work(item: int) -> int:
 
 
 async def instant(item: int) -> None:
+    await asyncio.sleep(0)
+
+
+bound: ContextVar[int] = ContextVar("bound", default=0)
+
+
+async def binding(item: int) -> None:
+    """An item that binds a context variable (as structlog's bind_contextvars does)."""
+    bound.set(item)
     await asyncio.sleep(0)
 
 
@@ -79,6 +95,10 @@ async def with_aiometer(fn: Callable[[int], Awaitable[Any]], items: Iterable[int
         async for value in finished:
             results.append(value)
     return results
+
+
+async def with_retry(fn: Callable[[int], Awaitable[Any]], items: Iterable[int]) -> list[Any]:
+    return await map_concurrent(fn, items, limit=LIMIT, retry=RetryPolicy())
 
 
 async def with_map_concurrent(
@@ -160,6 +180,24 @@ async def _overhead() -> dict[str, float]:
     return {name: seconds / OVERHEAD_ITEMS * 1e6 for name, seconds in best.items()}
 
 
+async def _variants(items: int, rounds: int) -> dict[str, float]:
+    """Microseconds per item of map_concurrent's other paths, beside the plain one."""
+    contenders: dict[str, Callable[[], Awaitable[list[Any]]]] = {
+        "map_concurrent": lambda: with_map_concurrent(instant, range(items)),
+        "map_concurrent, retry=RetryPolicy() (no failure)": lambda: with_retry(
+            instant, range(items)
+        ),
+        "map_concurrent, items that bind a context variable": lambda: with_map_concurrent(
+            binding, range(items)
+        ),
+    }
+    best = dict.fromkeys(contenders, float("inf"))
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            best[name] = min(best[name], await _timed(run, items))
+    return {name: seconds / items * 1e6 for name, seconds in best.items()}
+
+
 async def _peak_beyond_results(
     run: Callable[[Callable[[int], Awaitable[Any]], Iterable[int]], Awaitable[list[Any]]],
     count: int,
@@ -175,9 +213,49 @@ async def _peak_beyond_results(
     return (peak - sys.getsizeof(results)) / 1e6
 
 
+async def _quick() -> str:
+    """Worker pool against map_concurrent: throughput and scheduling cost, best of 7."""
+    items, overhead_items, rounds = ITEMS // 10, OVERHEAD_ITEMS // 10, 7
+    contenders: dict[str, Callable[[Callable[[int], Awaitable[Any]], Iterable[int]], Any]] = {
+        "hand-written worker pool": worker_pool,
+        "map_concurrent": with_map_concurrent,
+    }
+    best = dict.fromkeys(contenders, float("inf"))
+    cost = dict.fromkeys(contenders, float("inf"))
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            seconds = await _timed(partial(run, work, range(items)), items)
+            best[name] = min(best[name], seconds)
+            seconds = await _timed(partial(run, instant, range(overhead_items)), overhead_items)
+            cost[name] = min(cost[name], seconds / overhead_items * 1e6)
+    pool = "hand-written worker pool"
+    variants = await _variants(overhead_items, rounds)
+    return "\n".join(
+        [
+            f"Quick check ({items:,} items of {DELAY * 1e3:.0f} ms, limit {LIMIT}; "
+            f"{overhead_items:,} items of `sleep(0)`; best of {rounds}):",
+            "",
+            "| Contender | Seconds | vs worker pool | µs per item |",
+            "|---|---:|---:|---:|",
+            *(
+                f"| {name} | {best[name]:.3f} | {best[name] / best[pool]:.3f}x | {cost[name]:.2f} |"
+                for name in contenders
+            ),
+            "",
+            "| Path | µs per item |",
+            "|---|---:|",
+            *(f"| {name} | {micros:.2f} |" for name, micros in variants.items()),
+            "",
+        ]
+    )
+
+
 def main() -> str:
+    if QUICK:
+        return asyncio.run(_quick())
     best = asyncio.run(_throughput())
     overhead = asyncio.run(_overhead())
+    variants = asyncio.run(_variants(OVERHEAD_ITEMS, ROUNDS))
     map_memory = asyncio.run(_peak_beyond_results(with_map_concurrent, MEMORY_ITEMS))
     gather_memory = asyncio.run(_peak_beyond_results(gather_semaphore, GATHER_MEMORY_ITEMS))
     pool = best["hand-written worker pool"]
@@ -224,6 +302,14 @@ def main() -> str:
             f"| {name} | {micros:.2f} | {micros / overhead['hand-written worker pool']:.2f}x |"
             for name, micros in overhead.items()
         ),
+        "",
+        "map_concurrent's other paths, same items: with `retry=` every item goes through "
+        "the retry engine; an item that binds a context variable makes each later item "
+        "of its worker start from a fresh copy of the caller's context:",
+        "",
+        "| Path | µs per item |",
+        "|---|---:|",
+        *(f"| {name} | {micros:.2f} |" for name, micros in variants.items()),
         "",
         "Peak memory traced by tracemalloc beyond the result list "
         "(`await asyncio.sleep(0)` items, limit 100):",

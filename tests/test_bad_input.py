@@ -18,6 +18,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.store.memory import InMemoryStore
+from langgraph.types import RetryPolicy
 
 from act_operator_lib import (
     AsyncBaseNode,
@@ -43,6 +44,7 @@ from act_operator_lib import (
     SQLiteResource,
     as_completed,
     cached,
+    call_with_policies,
     detect_blocking,
     first_completed,
     forget_durable,
@@ -55,9 +57,9 @@ from act_operator_lib import (
 )
 from act_operator_lib.bridge import set_thread_limit
 from act_operator_lib.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend
-from act_operator_lib.diagnostics import BlockDetector
+from act_operator_lib.diagnostics import BlockDetector, set_block_detection
 from act_operator_lib.limits import MultiRateLimiter, Rate, RedisMultiRateLimiter
-from act_operator_lib.observability import set_tracer_provider
+from act_operator_lib.observability import add_observer, set_tracer_provider
 from act_operator_lib.resources import (
     BoundResource,
     read_bytes,
@@ -160,6 +162,10 @@ def sync_execute(self: Any, state: Any) -> dict[str, Any]:
 
 async def async_execute(self: Any, state: Any) -> dict[str, Any]:
     return {}
+
+
+async def async_fn() -> None:
+    return None
 
 
 async def execute_with_extra(self: Any, state: Any, foo: Any) -> dict[str, Any]:
@@ -1141,6 +1147,31 @@ ROWS = [
         TypeError,
         ("provider", "OpenTelemetry TracerProvider"),
     ),
+    Row(
+        "observability",
+        "add_observer",
+        "add_observer(object())",
+        lambda: add_observer(object()),  # type: ignore[arg-type]
+        TypeError,
+        ("add_observer(observer=...)", "call_started(node)", "got object"),
+    ),
+    # act_operator_lib.policies
+    Row(
+        "policies",
+        "call_with_policies",
+        "call_with_policies(fn, max_concurrency=3)",
+        lambda: call_with_policies(async_fn, max_concurrency=3),  # type: ignore[arg-type]
+        TypeError,
+        ("call_with_policies(max_concurrency=...)", "ConcurrencyLimiter(3)"),
+    ),
+    Row(
+        "policies",
+        "call_with_policies",
+        "call_with_policies(5)",
+        lambda: call_with_policies(5),  # type: ignore[arg-type]
+        TypeError,
+        ("call_with_policies(fn=...)", "lambda: client.get(url)"),
+    ),
     # act_operator_lib.diagnostics
     Row(
         "diagnostics",
@@ -1165,6 +1196,14 @@ ROWS = [
         lambda: BlockDetector(-1),
         ValueError,
         ("threshold", "positive number of seconds"),
+    ),
+    Row(
+        "diagnostics",
+        "set_block_detection",
+        "set_block_detection('yes')",
+        lambda: set_block_detection("yes"),  # type: ignore[arg-type]
+        TypeError,
+        ("set_block_detection(enabled=...)", "True or False"),
     ),
     # act_operator_lib.base_node
     Row(
@@ -1230,6 +1269,14 @@ ROWS = [
         lambda: node_class(AsyncBaseNode, execute=async_execute, retry=5),
         TypeError,
         ("retry", "RetryPolicy(max_attempts=3)"),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attribute retries = RetryPolicy()",
+        lambda: node_class(AsyncBaseNode, execute=async_execute, retries=RetryPolicy()),
+        NodeDefinitionError,
+        ("retries", "did you mean `retry`?"),
     ),
     Row(
         "base_node",

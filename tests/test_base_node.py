@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from abc import abstractmethod
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
-from langgraph.types import Command
+from langgraph.types import Command, RetryPolicy
 from pydantic import BaseModel
 
 from act_operator_lib import (
@@ -24,6 +25,7 @@ from act_operator_lib import (
     NodeDefinitionError,
     NodeResultError,
     NodeRuntime,
+    RateLimiter,
 )
 
 
@@ -342,6 +344,68 @@ async def test_dict_holding_an_unawaited_task_is_caught_and_the_task_cancelled()
         await started[0]
 
 
+async def test_an_unawaited_gather_returned_from_execute_is_caught_and_cancelled():
+    gathered: list[asyncio.Future[list[str]]] = []
+
+    class ForgotGather(AsyncBaseNode):
+        async def execute(self, state):
+            gathered.append(asyncio.gather(fetch(), fetch()))
+            return gathered[0]
+
+    with pytest.raises(MissingAwaitError, match=r"asyncio\.gather\(\.\.\.\)") as raised:
+        await ForgotGather()({})
+    assert "coroutine" not in str(raised.value)
+    with pytest.raises(asyncio.CancelledError):
+        await gathered[0]
+
+
+async def test_an_unawaited_gather_in_an_update_leaves_nothing_to_warn_about():
+    class ForgotGather(AsyncBaseNode):
+        async def execute(self, state):
+            return {"results": asyncio.gather(fetch(), fetch())}
+
+    reported: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: reported.append(context["message"]))
+    try:
+        with pytest.raises(MissingAwaitError, match=r"'results'.*asyncio\.gather"):
+            await ForgotGather()({})
+        for _ in range(3):  # the cancelled children finish, then the gather
+            await asyncio.sleep(0)
+        gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+async def test_coroutines_in_a_list_value_of_the_update_are_caught_and_closed():
+    class ForgotInList(AsyncBaseNode):
+        async def execute(self, state):
+            return {"items": [fetch() for _ in range(3)]}
+
+    with pytest.raises(MissingAwaitError, match=r"the value of 'items' holds an un-awaited"):
+        await ForgotInList()({})
+
+
+async def test_coroutines_in_a_dict_value_of_the_update_are_caught_and_closed():
+    class ForgotInDict(AsyncBaseNode):
+        async def execute(self, state):
+            return {"by_url": {"a": fetch(), "b": fetch()}}
+
+    with pytest.raises(MissingAwaitError, match=r"'by_url'"):
+        await ForgotInDict()({})
+
+
+async def test_lists_and_dicts_of_plain_values_pass_unchanged():
+    update = {"items": [1, 2, 3], "by_url": {"a": "x"}, "empty": []}
+
+    class Plain(AsyncBaseNode):
+        async def execute(self, state):
+            return update
+
+    assert await Plain()({}) is update
+
+
 # Definitions are checked when the class statement runs.
 
 
@@ -519,8 +583,9 @@ def test_verbose_node_logs_its_execution_in_a_graph(caplog):
     caplog.set_level(logging.DEBUG, logger="act_operator_lib")
     one_node_graph(SyncStateOnly(verbose=True)).invoke({"text": "x"})
     messages = [record.getMessage() for record in caplog.records]
-    assert any(message.startswith("[SyncStateOnly] Executing") for message in messages)
-    assert any(message.startswith("[SyncStateOnly] Completed") for message in messages)
+    # Inside a graph the node is named after its graph node ("node"), not its class.
+    assert any(message.startswith("[node] Executing") for message in messages)
+    assert any(message.startswith("[node] Completed") for message in messages)
 
 
 def test_thread_id_and_tags_helpers_tolerate_missing_config():
@@ -548,3 +613,49 @@ def test_node_runtime_supports_override_replace_copy_and_equality():
     assert dataclasses.replace(runtime, context=None).context is None
     assert copy.deepcopy(runtime) == runtime
     assert NodeRuntime(context=1).context == 1
+
+
+# Class attributes that look like misspelled policies fail at class definition.
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "policy"),
+    [
+        ("retries", RetryPolicy(max_attempts=3), "retry"),
+        ("time_out", 5, "timeout"),
+        ("timeouts", 5.0, "timeout"),
+        ("ratelimit", RateLimiter(5), "rate_limit"),
+        ("rate_limits", RateLimiter(5), "rate_limit"),
+        ("rate_limiter", RateLimiter(5), "rate_limit"),
+        ("max_concurrent", 4, "max_concurrency"),
+        ("concurrency", 4, "max_concurrency"),
+    ],
+)
+def test_a_misspelled_policy_attribute_fails_at_class_definition(attribute, value, policy):
+    with pytest.raises(
+        NodeDefinitionError, match=rf"attribute `{attribute}`.*did you mean `{policy}`\?"
+    ):
+        type("Misspelled", (AsyncBaseNode,), {attribute: value, "execute": _async_execute})
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("timeout_s", 5),
+        ("retry_count", 3),
+        ("timeouts", {"connect": 5}),
+        ("retries", 3),
+        ("max_items", 4),
+        ("timer", 1.5),
+    ],
+)
+def test_user_attributes_that_are_not_policy_typos_keep_working(attribute, value):
+    node_class = type(
+        "OwnSettings", (AsyncBaseNode,), {attribute: value, "execute": _async_execute}
+    )
+
+    assert getattr(node_class(), attribute) == value
+
+
+async def _async_execute(self: Any, state: Any) -> dict[str, Any]:
+    return {}

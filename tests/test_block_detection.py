@@ -6,6 +6,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -15,12 +19,13 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 from act_operator_lib import AsyncBaseNode, BaseNode
-from act_operator_lib._blocking import THREAD_NAME
+from act_operator_lib._blocking import DEFAULT_THREAD_NAME, THREAD_NAME, default_detection
 from act_operator_lib.diagnostics import (
     BlockDetector,
     EventLoopBlockedWarning,
     LoopBlock,
     detect_blocking,
+    set_block_detection,
 )
 
 BLOCK = 0.3
@@ -229,3 +234,112 @@ def test_describe_names_node_duration_and_call() -> None:
     assert block.describe().startswith(
         "node 'fetch' blocked the event loop for 300 ms at f.py:3: time.sleep(1)"
     )
+
+
+# Detection on by default wherever async nodes run.
+
+
+def blocked_warnings(recorded: list[warnings.WarningMessage]) -> list[str]:
+    return [
+        str(warning.message)
+        for warning in recorded
+        if issubclass(warning.category, EventLoopBlockedWarning)
+    ]
+
+
+async def test_an_async_node_blocking_a_graph_run_warns_without_any_setup() -> None:
+    graph = parallel_graph({"check_api": Sleeper(), "other": Polite()})
+
+    with pytest.warns(EventLoopBlockedWarning) as recorded:
+        await graph.ainvoke({})
+
+    (message,) = blocked_warnings(list(recorded))
+    assert message.startswith("node 'check_api' blocked the event loop for ")
+    assert "time.sleep(BLOCK)" in message
+    assert recorded[0].filename == __file__
+
+
+async def test_set_block_detection_false_silences_the_default_detection() -> None:
+    set_block_detection(False)
+    try:
+        with warnings.catch_warnings(record=True) as recorded:
+            warnings.simplefilter("always")
+            await parallel_graph({"check_api": Sleeper()}).ainvoke({})
+    finally:
+        set_block_detection(True)
+
+    assert blocked_warnings(recorded) == []
+    assert not default_detection.watches
+
+
+async def test_inside_detect_blocking_a_block_is_reported_once() -> None:
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        async with detect_blocking(threshold=0.1):
+            await Sleeper(name="sleeper")({})
+
+    assert len(blocked_warnings(recorded)) == 1
+
+
+async def test_an_async_node_call_starts_one_watchdog_for_its_loop() -> None:
+    loop = asyncio.get_running_loop()
+    await Polite()({})
+    watch = default_detection.watches[loop]
+    await Polite()({})
+
+    assert default_detection.watches[loop] is watch
+    assert default_detector_threads() != []
+
+
+def default_detector_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == DEFAULT_THREAD_NAME]
+
+
+def run_script(script: str, **environment: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **environment},
+    )
+    return completed.stdout.strip() + completed.stderr.strip()
+
+
+BLOCKING_RUN = """
+    import asyncio, time, warnings
+    from act_operator_lib import AsyncBaseNode
+
+    class Sleeper(AsyncBaseNode):
+        async def execute(self, state):
+            time.sleep(0.3)
+            return {}
+
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        asyncio.run(Sleeper()({}))
+    print(sum(w.category.__name__ == "EventLoopBlockedWarning" for w in recorded))
+"""
+
+
+def test_the_environment_variable_switches_the_default_detection_off() -> None:
+    assert run_script(BLOCKING_RUN) == "1"
+    assert run_script(BLOCKING_RUN, ACT_OPERATOR_LIB_BLOCK_DETECTION="off") == "0"
+
+
+def test_a_process_that_never_runs_an_async_node_starts_no_thread() -> None:
+    output = run_script(
+        """
+        import threading
+        from act_operator_lib import BaseNode
+
+        class Upper(BaseNode):
+            def execute(self, state):
+                return {}
+
+        Upper()({})
+        print(sorted(thread.name for thread in threading.enumerate()))
+        """
+    )
+    assert output == "['MainThread']"

@@ -291,6 +291,61 @@ async def test_interrupt_is_not_retried():
     assert resumed["answer"] == "yes"
 
 
+class AnswerThenFail:
+    """An execute body: asks the human, then fails once after the answer (a flaky API)."""
+
+    def __init__(self) -> None:
+        self.questions_asked = 0
+        self.failed = False
+
+    def run(self) -> dict[str, Any]:
+        answer = interrupt("approve?")
+        self.questions_asked += 1
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the API failed after the human answered")
+        return {"answer": answer}
+
+
+async def test_a_retry_after_an_answered_interrupt_reuses_the_answer():
+    body = AnswerThenFail()
+
+    class AskThenCall(AsyncBaseNode):
+        retry = NO_WAIT
+
+        async def execute(self, state):
+            return body.run()
+
+    graph = one_node_graph(AskThenCall(), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "retry-after-answer"}}
+    assert "__interrupt__" in await graph.ainvoke({"value": 0}, config)
+
+    resumed = await graph.ainvoke(Command(resume="yes"), config)
+
+    assert "__interrupt__" not in resumed
+    assert resumed["answer"] == "yes"
+    assert body.questions_asked == 2  # the answer, seen by both attempts
+
+
+def test_a_sync_node_retry_after_an_answered_interrupt_reuses_the_answer():
+    body = AnswerThenFail()
+
+    class AskThenCall(BaseNode):
+        retry = NO_WAIT
+
+        def execute(self, state):
+            return body.run()
+
+    graph = one_node_graph(AskThenCall(), checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "sync-retry-after-answer"}}
+    assert "__interrupt__" in graph.invoke({"value": 0}, config)
+
+    resumed = graph.invoke(Command(resume="yes"), config)
+
+    assert "__interrupt__" not in resumed
+    assert resumed["answer"] == "yes"
+
+
 async def test_graph_interrupt_raised_directly_is_not_retried():
     node = Flaky(5, GraphInterrupt(), retry=NO_WAIT)
     with pytest.raises(GraphInterrupt):
@@ -557,3 +612,59 @@ def test_bad_class_attribute_is_refused_when_the_class_is_defined():
 def test_unknown_keywords_still_fail_and_list_the_policies():
     with pytest.raises(TypeError, match=r"retries.*timeout, retry, rate_limit, max_concurrency"):
         Gate(1, retries=3)
+
+
+# One timeout story with LangGraph's NodeTimeoutError.
+
+
+class SlowFirstAttempt(AsyncBaseNode):
+    """Hangs on its first attempt, answers on the next."""
+
+    timeout = 1
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.attempts = 0
+
+    async def execute(self, state):
+        self.attempts += 1
+        if self.attempts == 1:
+            await asyncio.Event().wait()
+        return {"value": self.attempts}
+
+
+@pytest.mark.looptime
+async def test_code_catching_langgraphs_node_timeout_error_catches_ours():
+    from langgraph.errors import NodeTimeoutError as LangGraphNodeTimeoutError
+
+    with pytest.raises(LangGraphNodeTimeoutError) as raised:
+        await SlowFirstAttempt(name="slow")({})
+    assert (raised.value.node, raised.value.kind, raised.value.run_timeout) == ("slow", "run", 1)
+    assert raised.value.idle_timeout is None
+
+
+@pytest.mark.looptime
+async def test_except_timeout_error_still_catches_a_node_timeout():
+    with pytest.raises(TimeoutError):
+        await SlowFirstAttempt()({})
+
+
+@pytest.mark.looptime
+async def test_langgraphs_default_retry_policy_retries_our_timeout_as_it_does_its_own():
+    node = SlowFirstAttempt()
+    builder = StateGraph(State)
+    builder.add_node("node", node, retry_policy=RetryPolicy(initial_interval=0, jitter=False))
+    builder.add_edge(START, "node")
+    builder.add_edge("node", END)
+
+    result = await builder.compile().ainvoke({"value": 0})
+
+    assert result == {"value": 2}
+    assert node.attempts == 2
+
+
+@pytest.mark.looptime
+async def test_the_nodes_own_default_retry_policy_retries_a_timeout():
+    node = SlowFirstAttempt(retry=RetryPolicy(initial_interval=0, jitter=False))
+
+    assert await node({}) == {"value": 2}

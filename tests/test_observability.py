@@ -318,3 +318,215 @@ def test_library_warnings_stay_off_stderr_when_the_app_configures_no_logging():
     )
     assert completed.stdout.strip() == "{'ok': True}"
     assert completed.stderr == ""
+
+
+# Your own observers.
+
+
+class RecordingObserver:
+    """A `NodeObserver` that keeps every event of every call it follows."""
+
+    def __init__(self, follow: bool = True) -> None:
+        self.follow = follow
+        self.events: list[tuple[Any, ...]] = []
+
+    def call_started(self, node: str) -> RecordingObserver | None:
+        self.events.append(("started", node))
+        return self if self.follow else None
+
+    def waited(self, kind: str, seconds: float) -> None:
+        self.events.append(("waited", kind))
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        self.events.append(("retrying", attempt, type(error).__name__))
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        self.events.append(("timed_out", attempt, timeout))
+
+    def call_ended(
+        self, outcome: str, error: BaseException | None, duration: float, attempts: int
+    ) -> None:
+        self.events.append(("ended", outcome, attempts))
+
+
+@pytest.fixture
+def observer() -> Iterator[RecordingObserver]:
+    added = RecordingObserver()
+    observability.add_observer(added)
+    try:
+        yield added
+    finally:
+        observability.remove_observer(added)
+
+
+async def test_an_added_observer_follows_every_call_of_a_graph_run(observer):
+    await one_node_graph(Echo(name="watched")).ainvoke({"value": 1})
+
+    assert observer.events == [("started", "watched"), ("ended", "success", 1)]
+
+
+async def test_an_observer_is_told_about_retries_and_the_attempts_made(observer):
+    await FailsOnce(name="watched-retry")({})
+
+    assert observer.events == [
+        ("started", "watched-retry"),
+        ("retrying", 1, "ConnectionError"),
+        ("ended", "success", 2),
+    ]
+
+
+@pytest.mark.looptime
+async def test_an_observer_is_told_about_a_timeout(observer):
+    with pytest.raises(NodeTimeoutError):
+        await Hangs(name="watched-timeout")({})
+
+    assert observer.events == [
+        ("started", "watched-timeout"),
+        ("timed_out", 1, 1),
+        ("ended", "timeout", 1),
+    ]
+
+
+async def test_an_observer_returning_none_is_not_told_the_rest_of_the_call():
+    skipping = RecordingObserver(follow=False)
+    observability.add_observer(skipping)
+    try:
+        await Echo(name="skipped")({})
+    finally:
+        observability.remove_observer(skipping)
+
+    assert skipping.events == [("started", "skipped")]
+
+
+async def test_a_removed_observer_hears_nothing_more():
+    removed = RecordingObserver()
+    observability.add_observer(removed)
+    observability.remove_observer(removed)
+
+    await Echo()({})
+
+    assert removed.events == []
+
+
+def test_a_sync_node_call_is_observed_too(observer):
+    class Upper(BaseNode):
+        def execute(self, state):
+            return {}
+
+    Upper(name="sync-watched")({})
+
+    assert observer.events == [("started", "sync-watched"), ("ended", "success", 1)]
+
+
+def test_add_observer_refuses_an_object_without_call_started():
+    with pytest.raises(TypeError, match=r"add_observer\(observer=...\) must have a call_started"):
+        observability.add_observer(object())  # type: ignore[arg-type]
+
+
+async def test_every_call_is_timed_without_sampling():
+    node = Echo()
+    for _ in range(20):
+        await node({})
+
+    assert node._recorder is not None
+    assert len(node._recorder.latencies) == 20
+
+
+def test_a_global_tracer_provider_set_by_the_application_gets_the_spans():
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from act_operator_lib import AsyncBaseNode
+
+        class Echo(AsyncBaseNode):
+            async def execute(self, state):
+                return {}
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        asyncio.run(Echo(name="global")({}))
+        print([span.name for span in exporter.get_finished_spans()])
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert completed.stdout.strip() == "['global']"
+
+
+async def test_the_node_span_is_current_while_execute_runs(spans):
+    from opentelemetry import trace
+
+    current: list[int] = []
+
+    class Nested(AsyncBaseNode):
+        async def execute(self, state):
+            current.append(trace.get_current_span().get_span_context().span_id)
+            return {}
+
+    await Nested(name="outer")({})
+
+    (outer,) = spans.get_finished_spans()
+    assert outer.context is not None
+    assert current == [outer.context.span_id]
+    assert not trace.get_current_span().get_span_context().is_valid
+
+
+# Names: the graph node's inside a graph, unless name= is given.
+
+
+class CheckAPI(AsyncBaseNode):
+    async def execute(self, state):
+        return {}
+
+
+def graph_with(name: str, node: Any) -> Any:
+    builder = StateGraph(State)
+    builder.add_node(name, node)
+    builder.add_edge(START, name)
+    builder.add_edge(name, END)
+    return builder.compile()
+
+
+async def test_inside_a_graph_statistics_are_named_after_the_graph_node():
+    node = CheckAPI()
+    await graph_with("check_api", node).ainvoke({})
+
+    assert node.statistics().node == "check_api"
+    assert "check_api" in observability.snapshot()
+
+
+async def test_inside_a_graph_log_records_and_spans_are_named_after_the_graph_node(caplog, spans):
+    caplog.set_level(logging.DEBUG, logger="act_operator_lib.node")
+    await graph_with("check_api", CheckAPI()).ainvoke({})
+
+    assert {record.node for record in records(caplog, "end")} == {"check_api"}  # type: ignore[attr-defined]
+    assert [span.name for span in spans.get_finished_spans()] == ["check_api"]
+
+
+async def test_a_given_name_wins_over_the_graph_node_name():
+    node = CheckAPI(name="api-check")
+    await graph_with("check_api", node).ainvoke({})
+
+    assert node.statistics().node == "api-check"
+
+
+async def test_outside_a_graph_a_node_is_named_after_its_class():
+    node = CheckAPI()
+    await node({})
+
+    assert node.statistics().node == "CheckAPI"

@@ -1,10 +1,11 @@
 """Guide: Error Handling / Async Error Recovery (retries).
 
 Retries are a node policy: LangGraph's own ``RetryPolicy`` type, with ``retry_on``
-naming what is transient. Backoff is capped (``max_interval``) and jittered; a
-``retry_after`` attribute on the error (from a 429/503 ``Retry-After`` header) sets the
-next delay. Bugs, cancellation and ``interrupt()`` are never retried, and after the
-last attempt the error is raised, not returned. ``python -m examples.guide.retries``
+naming what is transient. Backoff is capped (``max_interval``) and jittered; the
+``Retry-After`` header of a 429/503 answer sets the next delay (read from the
+``aiohttp.ClientResponseError`` that ``raise_for_status()`` raises). Bugs,
+cancellation and ``interrupt()`` are never retried, and after the last attempt the
+error is raised, not returned. ``python -m examples.guide.retries``
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypedDict
 
+import aiohttp
 from langgraph.graph import START, StateGraph
 from langgraph.types import RetryPolicy
 
@@ -19,12 +21,9 @@ from act_operator_lib import AsyncBaseNode, HTTPResource
 from examples.guide._local_api import local_api
 
 
-class ServiceUnavailable(Exception):
-    """A 429/503 answer: worth another try, after ``retry_after`` seconds if given."""
-
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}, retry after {retry_after}s")
-        self.retry_after = retry_after
+def unavailable(error: Exception) -> bool:
+    """A 429/503 answer: worth another try (after its Retry-After, if it has one)."""
+    return isinstance(error, aiohttp.ClientResponseError) and error.status in (429, 503)
 
 
 class State(TypedDict, total=False):
@@ -35,17 +34,12 @@ class State(TypedDict, total=False):
 class FetchFlaky(AsyncBaseNode):
     http = HTTPResource(timeout=5)
     retry = RetryPolicy(
-        max_attempts=4, initial_interval=0.01, max_interval=0.1, retry_on=ServiceUnavailable
+        max_attempts=4, initial_interval=0.01, max_interval=0.1, retry_on=unavailable
     )
 
     async def execute(self, state: State) -> dict[str, Any]:
         session = await self.http()
         async with session.get(state["url"]) as response:
-            if response.status in (429, 503):
-                retry_after = response.headers.get("Retry-After")
-                raise ServiceUnavailable(
-                    response.status, float(retry_after) if retry_after else None
-                )
             response.raise_for_status()
             return {"data": await response.json()}
 
@@ -66,7 +60,7 @@ async def main() -> dict[str, Any]:
         print(f"recovered after {recovered} retries: {result['data']}")
         try:
             await graph.ainvoke({"url": f"{api.url}/flaky/down?failures=100"})
-        except ServiceUnavailable as error:
+        except aiohttp.ClientResponseError as error:
             gave_up = f"gave up after {api.hits['/flaky/down']} attempts: {error}"
             print(gave_up)
     return {"data": result["data"], "retries": recovered, "gave_up": gave_up}

@@ -5,9 +5,11 @@ Each step uses the library the way the guide's section on it asks for:
 - `Plan` and `Summarize` are sync `BaseNode` s: simple transforms, no I/O.
 - `Fetch` pulls every item through one pooled aiohttp session (`HTTPResource`),
   at most ``concurrency`` at a time with `map_durable`, which records each finished
-  item in the graph's store so a rerun of the node skips it, each request
-  under a shared `RateLimiter`, a per-request timeout and a retry that honours the
-  API's ``Retry-After``; progress goes to the custom stream.
+  item in the graph's store so a rerun of the node skips it. Each request goes
+  through `call_with_policies`: a token from the shared `RateLimiter` per attempt,
+  a per-attempt timeout, and LangGraph's `RetryPolicy`, which waits out the API's
+  ``Retry-After`` (pausing the shared limiter for everyone); progress goes to the
+  custom stream.
 - `Parse` is CPU work, run in worker threads with `run_sync`, so the event loop
   keeps serving.
 - `Store` writes every row in one transaction, to SQLite (`SQLiteResource`) or,
@@ -38,6 +40,7 @@ from act_operator_lib import (
     PostgresResource,
     RateLimiter,
     SQLiteResource,
+    call_with_policies,
     emit,
     map_concurrent,
     run_sync,
@@ -48,7 +51,6 @@ from examples.showcase.state import FetchFigures, ShowcaseContext, ShowcaseState
 
 __all__ = [
     "DATA_DIR",
-    "ApiError",
     "Fetch",
     "Parse",
     "Plan",
@@ -67,20 +69,6 @@ DEFAULTS: dict[str, Any] = {
     "max_attempts": 6,
     "report_dir": str(DATA_DIR),
 }
-
-
-class ApiError(Exception):
-    """The API answered with an error status; ``retry_after`` is its Retry-After, if any."""
-
-    def __init__(self, status: int, retry_after: float | None = None) -> None:
-        self.status = status
-        self.retry_after = retry_after
-        suffix = "" if retry_after is None else f", retry after {retry_after:g}s"
-        super().__init__(f"HTTP {status}{suffix}")
-
-
-class GaveUpError(Exception):
-    """An item still failed after its last attempt."""
 
 
 class Plan(BaseNode):
@@ -113,50 +101,52 @@ class Fetch(AsyncBaseNode):
         session = await self.http()
         loop = asyncio.get_running_loop()
         api_url = runtime.context.api_url.rstrip("/")
-        request_timeout = float(state["request_timeout"])
-        max_attempts = int(state["max_attempts"])
+        # Each attempt takes its own token and has its own timeout; a 503's or 429's
+        # Retry-After pauses the shared limiter for every request, then the retry
+        # queues for its token like the others.
+        retry = RetryPolicy(
+            max_attempts=int(state["max_attempts"]),
+            initial_interval=0.1,
+            max_interval=2.0,
+            retry_on=_transient,
+        )
         latencies: list[float] = []
         requests = Counter[str]()
-        fetched_now: set[str] = set()
+        attempts = Counter[str]()
+        failures_seen: dict[str, str] = {}
+
+        async def get(item_id: str) -> str:
+            if attempts[item_id]:
+                # An attempt that neither answered nor failed here was cut off by the timeout.
+                reason = failures_seen.pop(item_id, "timeout")
+                emit({"retry": {"item": item_id, "reason": reason, "attempt": attempts[item_id]}})
+            attempts[item_id] += 1
+            requests["sent"] += 1
+            started = loop.time()
+            try:
+                async with session.get(f"{api_url}/items/{item_id}") as response:
+                    body = await response.text()
+            except aiohttp.ClientError as error:
+                requests["connection"] += 1
+                failures_seen[item_id] = type(error).__name__
+                raise
+            requests["answered"] += 1
+            if response.status != 200:
+                requests[str(response.status)] += 1
+                failures_seen[item_id] = str(response.status)
+                response.raise_for_status()
+            latencies.append(loop.time() - started)
+            return body
 
         async def fetch_one(item_id: str) -> dict[str, Any]:
-            fetched_now.add(item_id)
-            timeouts = 0
-            for attempt in range(1, max_attempts + 1):
-                await self.rate_limiter.acquire()
-                requests["sent"] += 1
-                started = loop.time()
-                try:
-                    async with (
-                        asyncio.timeout(request_timeout),
-                        session.get(f"{api_url}/items/{item_id}") as response,
-                    ):
-                        body = await response.text()
-                        if response.status == 200:
-                            latencies.append(loop.time() - started)
-                            return {"body": body, "attempts": attempt, "timeouts": timeouts}
-                        requests[str(response.status)] += 1
-                        raise ApiError(response.status, _retry_after(response.headers))
-                except TimeoutError:
-                    timeouts += 1
-                    requests["timeout"] += 1
-                    reason, delay = "timeout", _backoff(attempt)
-                except ApiError as error:
-                    reason = str(error.status)
-                    delay = (
-                        error.retry_after if error.retry_after is not None else _backoff(attempt)
-                    )
-                except aiohttp.ClientError as error:
-                    requests["connection"] += 1
-                    reason, delay = type(error).__name__, _backoff(attempt)
-                if attempt == max_attempts:
-                    raise GaveUpError(f"{item_id}: {reason} on attempt {attempt}, giving up")
-                emit({"retry": {"item": item_id, "reason": reason, "attempt": attempt}})
-                await asyncio.sleep(delay)
-            raise AssertionError("unreachable")
+            body = await call_with_policies(
+                lambda: get(item_id),
+                timeout=float(state["request_timeout"]),
+                retry=retry,
+                rate_limiter=self.rate_limiter,
+            )
+            return {"body": body, "attempts": attempts[item_id]}
 
-        # A whole item may take every attempt's timeout and backoff, plus its waits.
-        item_budget = max_attempts * (request_timeout + 2.0) + 30.0
         ids = state["item_ids"]
         started = loop.time()
         # Each finished item is recorded in the graph's store as it completes; when
@@ -166,7 +156,6 @@ class Fetch(AsyncBaseNode):
             ids,
             key=str,
             limit=int(state["concurrency"]),
-            timeout=item_budget,
             return_exceptions=True,
             progress=True,
         )
@@ -178,14 +167,14 @@ class Fetch(AsyncBaseNode):
                 failures[item_id] = f"{type(result).__name__}: {result}"
             else:
                 documents[item_id] = result
-        fresh = [documents[item_id] for item_id in documents if item_id in fetched_now]
+        fresh = [documents[item_id] for item_id in documents if item_id in attempts]
         figures: FetchFigures = {
             "total": len(ids),
             "ok": len(documents),
             "retried": sum(1 for document in fresh if document["attempts"] > 1),
-            "timed_out": requests["timeout"],
+            "timed_out": requests["sent"] - requests["answered"] - requests["connection"],
             "failed": len(failures),
-            "reused": len(ids) - len(fetched_now),
+            "reused": len(ids) - len(attempts),
             "requests": requests["sent"],
             "rejected": requests["429"],
             "seconds": seconds,
@@ -346,19 +335,11 @@ def _parse_batch(batch: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]
     return records
 
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds before the next attempt after ``attempt`` failed: 0.1, 0.2, 0.4, ... 2."""
-    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
+def _transient(error: Exception) -> bool:
+    """Worth another attempt: a timeout, a dropped connection, or a 429/5xx answer."""
+    if isinstance(error, aiohttp.ClientResponseError):
+        return error.status == 429 or error.status >= 500
+    return isinstance(error, TimeoutError | aiohttp.ClientError)
 
 
 def _percentile(values: list[float], percent: int) -> float | None:

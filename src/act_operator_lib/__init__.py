@@ -11,6 +11,7 @@ import logging as _logging
 from act_operator_lib._errors import (
     ActOperatorError,
     BlockingCallError,
+    CallTimeoutError,
     DuplicateItemKeyError,
     DurableContextError,
     FunctionNotAsyncError,
@@ -49,6 +50,7 @@ from act_operator_lib.limits import (
     RedisRateLimiter,
 )
 from act_operator_lib.observability import NodeStatistics
+from act_operator_lib.policies import call_with_policies, retry_after
 from act_operator_lib.resources import (
     HTTPResource,
     PostgresResource,
@@ -61,17 +63,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActOperatorError",
-    "BlockingCallError",
     "AsCompleted",
     "AsyncBaseNode",
     "BaseGraph",
     "BaseNode",
+    "BlockingCallError",
+    "CallTimeoutError",
     "ConcurrencyLimiter",
     "CustomStream",
     "DuplicateItemKeyError",
     "DurableContextError",
-    "FunctionNotAsyncError",
     "EventLoopBlockedWarning",
+    "FunctionNotAsyncError",
     "GatherResult",
     "GraphDefinitionError",
     "HTTPResource",
@@ -98,6 +101,7 @@ __all__ = [
     "__version__",
     "as_completed",
     "cached",
+    "call_with_policies",
     "detect_blocking",
     "emit",
     "first_completed",
@@ -107,6 +111,7 @@ __all__ = [
     "map_concurrent",
     "map_durable",
     "relay_tokens",
+    "retry_after",
     "run_async",
     "run_sync",
 ]

@@ -1,6 +1,17 @@
-"""Event-loop block detection: a watchdog thread plus a tick scheduled on the loop.
+"""Event-loop block detection: on by default where async nodes run, and `detect_blocking`.
 
-The loop runs a tick every ``threshold / 5`` seconds. A watchdog thread wakes at
+By default, the first async node call on an event loop starts a watchdog thread
+for that loop (`watch_running_loop`; a process that never runs an async node starts
+none). Every ``threshold / 5`` seconds it asks the loop to answer
+(``call_soon_threadsafe``); while the answer is overdue it samples the loop
+thread's stack, and a late answer past the threshold that caught a node on the
+stack becomes an `EventLoopBlockedWarning` naming the node, the duration and the
+call site. `set_block_detection` (or the ``ACT_OPERATOR_LIB_BLOCK_DETECTION=off``
+environment variable) switches it off. The thread ends when its loop closes.
+
+`detect_blocking` watches one ``async with`` block and reports every block, in a
+node or not, with its own threshold. The loop runs a tick every ``threshold / 5``
+seconds. A watchdog thread wakes at
 the same rate; when the tick is overdue, the loop thread is stuck in some
 callback, so the watchdog samples that thread's stack
 (``sys._current_frames()``) and keeps the innermost node frame and the innermost
@@ -8,8 +19,9 @@ Python frame. When the tick finally runs, it is late by about how long the loop
 was held; past the threshold, the tick (on the loop thread) turns the samples
 into `LoopBlock` records and `EventLoopBlockedWarning` warnings.
 
-Nothing runs on a node's call path, so nodes pay nothing for it; the cost is the
-tick (a timer handle every ``threshold / 5`` seconds) and the watchdog's wake-ups.
+On a node's call path the default detection costs one check that the running
+loop is the one last seen; the rest is the watchdog's wake-ups and one callback on
+the loop every ``threshold / 5`` seconds.
 """
 
 from __future__ import annotations
@@ -17,19 +29,29 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import linecache
+import os
 import sys
 import threading
 import time
 import warnings
+import weakref
 from types import FrameType, TracebackType
 from typing import Any
 
-from act_operator_lib.base_node import _Node
-
-__all__ = ["BlockDetector", "EventLoopBlockedWarning", "LoopBlock", "detect_blocking"]
+__all__ = [
+    "BlockDetector",
+    "EventLoopBlockedWarning",
+    "LoopBlock",
+    "detect_blocking",
+    "set_block_detection",
+    "watch_running_loop",
+]
 
 DEFAULT_THRESHOLD = 0.1
 THREAD_NAME = "act-operator-lib block detector"
+DEFAULT_THREAD_NAME = "act-operator-lib default block detector"
+ENVIRONMENT_VARIABLE = "ACT_OPERATOR_LIB_BLOCK_DETECTION"
+"""Set to ``off`` (or ``0``, ``false``, ``no``) to start with default detection off."""
 _TICKS_PER_THRESHOLD = 5
 
 
@@ -148,6 +170,7 @@ class BlockDetector:
             # In asyncio debug mode, agree with the loop's own slow-callback log.
             self.threshold = loop.slow_callback_duration if loop.get_debug() else DEFAULT_THRESHOLD
         self._loop = loop
+        _explicitly_watched[loop] = _explicitly_watched.get(loop, 0) + 1
         self._loop_thread_id = threading.get_ident()
         self._interval = self.threshold / _TICKS_PER_THRESHOLD
         self._schedule_tick(time.monotonic())
@@ -169,6 +192,10 @@ class BlockDetector:
             raise error
 
     def _stop(self) -> None:
+        if self._loop is not None and self._loop in _explicitly_watched:
+            _explicitly_watched[self._loop] -= 1
+            if not _explicitly_watched[self._loop]:
+                del _explicitly_watched[self._loop]
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
@@ -255,7 +282,192 @@ def detect_blocking(threshold: float | None = None) -> BlockDetector:
     return BlockDetector(threshold)
 
 
+_explicitly_watched: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+    weakref.WeakKeyDictionary()
+)
+"""Loops inside a `detect_blocking` block, which then reports instead of the default."""
+
+
+class _LoopWatch:
+    """The default detector of one event loop: a watchdog thread that pings the loop."""
+
+    __slots__ = (
+        "_interval",
+        "_lock",
+        "_loop",
+        "_loop_thread_id",
+        "_samples",
+        "_sent",
+        "_stopped",
+        "alive",
+        "loop_closed",
+        "threshold",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, threshold: float) -> None:
+        self._loop = loop
+        self._loop_thread_id = threading.get_ident()
+        self.threshold = threshold
+        self._interval = threshold / _TICKS_PER_THRESHOLD
+        self._lock = threading.Lock()
+        self._sent: float | None = None
+        self._samples: list[_Sample] = []
+        self._stopped = threading.Event()
+        self.alive = True
+        """False once the loop closed or detection was switched off."""
+        self.loop_closed = loop.is_closed
+        """Whether a node call on this thread must look for its loop's watch again: the
+        next ``asyncio.run`` in a thread makes a new loop once this one closed."""
+
+    def start(self) -> _LoopWatch:
+        threading.Thread(target=self._watch, name=DEFAULT_THREAD_NAME, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.alive = False
+        self._stopped.set()
+
+    def _watch(self) -> None:
+        """Runs on the watchdog thread until the loop closes or detection is switched off."""
+        try:
+            self._ping_and_sample()
+        finally:
+            self.alive = False
+
+    def _ping_and_sample(self) -> None:
+        loop = self._loop
+        while not self._stopped.wait(self._interval):
+            if loop.is_closed():
+                return
+            if not loop.is_running():
+                continue
+            with self._lock:
+                sent = self._sent
+            now = time.monotonic()
+            if sent is None:
+                with self._lock:
+                    self._sent = now
+                try:
+                    loop.call_soon_threadsafe(self._answer)
+                except RuntimeError:  # closed in between
+                    return
+            elif now - sent > self._interval:
+                frame = sys._current_frames().get(self._loop_thread_id)
+                if frame is not None:
+                    sample = _sample(frame)
+                    with self._lock:
+                        self._samples.append(sample)
+
+    def _answer(self) -> None:
+        """Runs on the loop: how late the answer is is how long the loop was held."""
+        now = time.monotonic()
+        with self._lock:
+            sent, self._sent = self._sent, None
+            samples, self._samples = self._samples, []
+        if sent is None or now - sent < self.threshold or not samples:
+            return
+        in_nodes = [sample for sample in samples if sample.node is not None]
+        if not in_nodes or self._loop in _explicitly_watched:
+            return
+        # One warning per stall, for the node seen most; its first sample is the site.
+        culprit = max({sample.node for sample in in_nodes}, key=[s.node for s in in_nodes].count)
+        sample = next(sample for sample in in_nodes if sample.node == culprit)
+        block = LoopBlock(
+            node=culprit,
+            duration=now - sent,
+            location=sample.location,
+            source=sample.source,
+            node_location=sample.node_location,
+        )
+        warnings.warn_explicit(
+            block.describe(), EventLoopBlockedWarning, sample.filename or "", sample.lineno
+        )
+
+
+class _Off:
+    """Stands for the watch of a thread while detection is off: nothing to start."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def loop_closed() -> bool:
+        return False
+
+
+class _DefaultDetection:
+    """Whether async node calls start a watchdog for their loop, and the loops watched."""
+
+    __slots__ = ("by_thread", "enabled", "threshold", "watches")
+
+    def __init__(self) -> None:
+        setting = os.environ.get(ENVIRONMENT_VARIABLE, "").strip().lower()
+        self.enabled = setting not in ("off", "0", "false", "no")
+        self.threshold = DEFAULT_THRESHOLD
+        self.watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatch] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.by_thread: dict[int, _LoopWatch | _Off] = {}
+        """The watch of the loop each thread last ran a node on. Found by thread id,
+        because asking for the running loop costs a system call (getpid) per node call."""
+
+
+default_detection = _DefaultDetection()
+_OFF = _Off()
+
+
+def watch_running_loop() -> None:
+    """Start the default detector of the running loop (once per loop), if it is on.
+
+    Called by an async node call when its thread has no watch, or one whose loop closed
+    (e.g. the next ``asyncio.run`` in that thread).
+    """
+    loop = asyncio.get_running_loop()
+    thread = threading.get_ident()
+    if not default_detection.enabled:
+        default_detection.by_thread[thread] = _OFF
+        return
+    watch = default_detection.watches.get(loop)
+    if watch is None or not watch.alive:
+        watch = default_detection.watches[loop] = _LoopWatch(
+            loop, default_detection.threshold
+        ).start()
+    default_detection.by_thread[thread] = watch
+
+
+def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) -> None:
+    """Switch the default block detection of async nodes on or off, for the whole process.
+
+    On by default (unless ``ACT_OPERATOR_LIB_BLOCK_DETECTION=off`` is set): the first
+    async node call on an event loop starts a watchdog for it, and a node that holds
+    the loop longer than ``threshold`` seconds gets an `EventLoopBlockedWarning`
+    naming it, the duration and the blocking line. Off stops the running watchdogs.
+
+    Example::
+
+        from act_operator_lib.diagnostics import set_block_detection
+
+        set_block_detection(False)                   # e.g. in production
+        set_block_detection(True, threshold=0.05)    # stricter, e.g. in tests
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_block_detection(enabled=...) must be True or False, got {enabled!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not threshold > 0:
+        raise ValueError(
+            "set_block_detection(threshold=...) must be a positive number of seconds, "
+            f"got {threshold!r}"
+        )
+    for watch in list(default_detection.watches.values()):
+        watch.stop()
+    default_detection.watches.clear()
+    default_detection.by_thread.clear()
+    default_detection.enabled = enabled
+    default_detection.threshold = float(threshold)
+
+
 def _sample(top: FrameType) -> _Sample:
+    # Imported here: base_node imports this module to start the default detector.
+    from act_operator_lib.base_node import AsyncBaseNode, BaseNode
+
     node: str | None = None
     node_frame: FrameType | None = None
     frame: FrameType | None = top
@@ -263,15 +475,17 @@ def _sample(top: FrameType) -> _Sample:
         code = frame.f_code
         if code.co_argcount and code.co_varnames[0] == "self":
             owner: Any = frame.f_locals.get("self")
-            if isinstance(owner, _Node):
-                node, node_frame = owner.name, frame
+            if isinstance(owner, AsyncBaseNode | BaseNode):
+                node, node_frame = owner.observed_name, frame
                 break
         frame = frame.f_back
     filename = top.f_code.co_filename
-    lineno = top.f_lineno
+    # f_lineno is None while a frame runs code with no line (e.g. its prologue).
+    lineno = top.f_lineno or top.f_code.co_firstlineno
     node_location = None
     if node_frame is not None and node_frame is not top:
-        node_location = f"{node_frame.f_code.co_filename}:{node_frame.f_lineno}"
+        node_line = node_frame.f_lineno or node_frame.f_code.co_firstlineno
+        node_location = f"{node_frame.f_code.co_filename}:{node_line}"
     warn_at = node_frame if node_frame is not None else top
     return _Sample(
         at=time.monotonic(),
@@ -280,7 +494,7 @@ def _sample(top: FrameType) -> _Sample:
         source=linecache.getline(filename, lineno).strip() or None,
         node_location=node_location,
         filename=warn_at.f_code.co_filename,
-        lineno=warn_at.f_lineno,
+        lineno=warn_at.f_lineno or warn_at.f_code.co_firstlineno,
     )
 
 

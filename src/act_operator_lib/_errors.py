@@ -10,8 +10,10 @@ or ``except TypeError`` code keeps working::
     ├── NodeResultError (TypeError)       execute() returned something LangGraph can't merge
     │   └── MissingAwaitError             ... a coroutine: an ``await`` was forgotten
     ├── FunctionNotAsyncError (TypeError) map_concurrent's fn returned no awaitable
-    ├── NodeTimeoutError (TimeoutError)   an attempt ran past the node's timeout
+    ├── NodeTimeoutError (TimeoutError, langgraph.errors.NodeTimeoutError)
+    │                                     an attempt ran past the node's timeout
     ├── ItemTimeoutError (TimeoutError)   one item of map_concurrent/as_completed ran too long
+    ├── CallTimeoutError (TimeoutError)   an attempt of call_with_policies ran too long
     ├── ResourceUnavailableError (ConnectionError)  a pooled resource could not connect
     ├── LimiterUnavailableError (ConnectionError)   Redis behind a limiter/cache is down
     ├── LimiterKeyConflictError (ValueError)        a Redis key holds another limiter
@@ -29,9 +31,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from langgraph.errors import NodeTimeoutError as LangGraphNodeTimeoutError
+
 __all__ = [
     "ActOperatorError",
     "BlockingCallError",
+    "CallTimeoutError",
     "DuplicateItemKeyError",
     "DurableContextError",
     "FunctionNotAsyncError",
@@ -99,20 +104,36 @@ class FunctionNotAsyncError(ActOperatorError, TypeError):
     """
 
 
-class NodeTimeoutError(ActOperatorError, TimeoutError):
+class NodeTimeoutError(ActOperatorError, TimeoutError, ConnectionError, LangGraphNodeTimeoutError):
     """A node attempt ran longer than its ``timeout`` and was cancelled.
+
+    One timeout story with LangGraph: it is a ``langgraph.errors.NodeTimeoutError``
+    (``kind="run"``), so code catching LangGraph's catches it, and it is retried
+    where LangGraph's is, by the default ``RetryPolicy()`` of ``add_node`` and of the
+    node's own ``retry``. It is also a builtin ``TimeoutError``, so ``except
+    TimeoutError`` works; and a ``ConnectionError`` because LangGraph's default
+    ``retry_on`` treats every other ``OSError`` (``TimeoutError`` included) as
+    permanent and retries a ``ConnectionError``.
 
     Attributes:
         node: The node's name.
-        timeout: The limit, in seconds.
+        timeout: The limit, in seconds (also ``run_timeout``, as LangGraph's).
+        elapsed: Seconds the attempt ran (the limit).
+        kind: ``"run"``: a per-attempt limit on the whole run of ``execute``.
     """
 
     def __init__(self, node: str, timeout: float) -> None:
         self.node = node
         self.timeout = timeout
-        super().__init__(
+        self.run_timeout = timeout
+        self.idle_timeout = None
+        self.elapsed = timeout
+        self.kind = "run"
+        # The builtin's __init__, not LangGraph's (which builds its own message).
+        TimeoutError.__init__(
+            self,
             f"node {node!r} timed out after {timeout:g}s; raise its `timeout` "
-            "or make the work faster"
+            "or make the work faster",
         )
 
     def __reduce__(self) -> tuple[type[NodeTimeoutError], tuple[str, float]]:
@@ -137,6 +158,24 @@ class ItemTimeoutError(ActOperatorError, TimeoutError):
 
     def __reduce__(self) -> tuple[type[ItemTimeoutError], tuple[int, float]]:
         return (type(self), (self.index, self.timeout))
+
+
+class CallTimeoutError(ActOperatorError, TimeoutError):
+    """An attempt of `call_with_policies` ran longer than its ``timeout`` and was cancelled.
+
+    Attributes:
+        timeout: The limit, in seconds.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            f"the call timed out after {timeout:g}s (call_with_policies(timeout=...)); "
+            "raise `timeout` or make the call faster"
+        )
+
+    def __reduce__(self) -> tuple[type[CallTimeoutError], tuple[float]]:
+        return (type(self), (self.timeout,))
 
 
 class DurableContextError(ActOperatorError, RuntimeError):

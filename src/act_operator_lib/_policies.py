@@ -1,42 +1,38 @@
-"""Node policies (timeout, retry, rate_limit, max_concurrency): checks and retry rules.
+"""Node policies (timeout, retry, rate_limit, max_concurrency): their checks.
 
 A node's policies are resolved once, when the class is defined (to report mistakes
 at import time) and when an instance is built (keywords override class attributes),
-into a frozen `NodePolicies`. A call only reads it; what runs per call is
-`AttemptDeadlines` (a node's timeout) and `retry_delay`, after an attempt failed.
+into the frozen `CallPolicy` the retry engine (`_retry.run_attempts`) runs each call
+under. `call_with_policies` resolves its arguments here too.
 """
 
 from __future__ import annotations
 
-import asyncio
+import difflib
+import inspect
 import math
-import random
-import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
-from act_operator_lib._errors import (
-    NodeDefinitionError,
-    NodeResultError,
-    NodeTimeoutError,
-)
-from act_operator_lib._retry_after import retry_after as read_retry_after
+from act_operator_lib._errors import NodeDefinitionError
+from act_operator_lib._retry import CallPolicy
 from act_operator_lib.limits._arguments import positive_integer, positive_number
-from act_operator_lib.limits._base import Limiter
+from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
 
 __all__ = [
     "ASYNC_ONLY_POLICIES",
     "POLICY_NAMES",
-    "AttemptDeadlines",
     "NodePolicies",
+    "check_misspelled_policies",
+    "resolve_concurrency_limiter",
     "resolve_policies",
-    "retry_delay",
+    "resolve_rate_limiter",
+    "resolve_retry",
+    "resolve_timeout",
 ]
 
 POLICY_NAMES = ("timeout", "retry", "rate_limit", "max_concurrency")
@@ -45,16 +41,6 @@ POLICY_NAMES = ("timeout", "retry", "rate_limit", "max_concurrency")
 ASYNC_ONLY_POLICIES = ("timeout", "rate_limit", "max_concurrency")
 """Policies that need an event loop: cancellation for a timeout, async limiters."""
 
-# LangGraph's own default `retry_on`. A timeout is retryable by LangGraph's design
-# (its NodeTimeoutError deliberately is not a builtin TimeoutError, which the default
-# treats as a permanent OSError); ours *is* a TimeoutError, so with the default
-# predicate we retry it explicitly to keep LangGraph's meaning.
-_DEFAULT_RETRY_ON: Any = RetryPolicy._field_defaults["retry_on"]
-
-# Never retried, whatever `retry_on` says: LangGraph control flow (interrupt(),
-# Command(graph=PARENT), drain) and the library's own "fix your code" errors.
-_NEVER_RETRIED = (GraphBubbleUp, NodeDefinitionError, NodeResultError)
-
 
 @dataclass(frozen=True, slots=True)
 class NodePolicies:
@@ -62,8 +48,17 @@ class NodePolicies:
 
     timeout: float | None = None
     retry: tuple[RetryPolicy, ...] = ()
-    rate_limit: Limiter | None = None
-    max_concurrency: Limiter | None = None
+    rate_limit: SupportsAcquire | None = None
+    max_concurrency: SupportsRelease | None = None
+
+    def call_policy(self) -> CallPolicy:
+        """The same policies in the retry engine's terms."""
+        return CallPolicy(
+            timeout=self.timeout,
+            retry=self.retry,
+            rate_limiter=self.rate_limit,
+            concurrency_limiter=self.max_concurrency,
+        )
 
     def __bool__(self) -> bool:
         return bool(
@@ -74,80 +69,61 @@ class NodePolicies:
         )
 
 
-# asyncio runs a timer early by up to the clock's resolution; so do we.
-_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
+def check_misspelled_policies(owner: str, namespace: Mapping[str, Any]) -> None:
+    """Refuse a class attribute that looks like a misspelled policy (``retries = RetryPolicy()``).
 
+    Such an attribute would be silently ignored. Flagged: a name close to a policy's
+    (difflib; plurals count: ``retries``, ``time_out``, ``ratelimit``, ``max_concurrent``)
+    holding a value that policy takes. Not flagged: the policy name extended with
+    ``_...`` (``timeout_s``), private names, methods, and values the policy could not
+    take (``timeouts = {"connect": 5}``).
 
-class _Attempt:
-    """One running attempt under a node's timeout."""
-
-    __slots__ = ("deadline", "done", "expired", "task")
-
-    def __init__(self, deadline: float, task: asyncio.Task[Any]) -> None:
-        self.deadline = deadline
-        self.task = task
-        self.done = False
-        self.expired = False
-
-
-class AttemptDeadlines:
-    """A node's running attempts on one event loop, each cancelled at its deadline.
-
-    Example::
-
-        attempt = deadlines.start(task)
-        try:
-            result = await execute()
-        finally:
-            expired = deadlines.finish(attempt)
-
-    What ``asyncio.timeout(timeout)`` around each attempt would do (the attempt's
-    task is cancelled at the deadline; the caller uncancels and turns the
-    cancellation into a timeout), with one timer per node instead of one per
-    attempt: a timer handle costs over 2 us to make and cancel. The attempts of a
-    node share its timeout, so their deadlines come in the order they started; the
-    timer is armed for the earliest and, when it fires, cancels the expired
-    attempts and re-arms for the next. A timer whose attempt has already finished
-    fires for nothing, once, and is not re-armed if no attempt is running.
+    Raises:
+        NodeDefinitionError: naming the attribute and the policy it resembles.
     """
+    for name, value in namespace.items():
+        if name.startswith("_") or name in POLICY_NAMES or not _plain_value(value):
+            continue
+        close = difflib.get_close_matches(_singular(name.lower()), POLICY_NAMES, n=1, cutoff=0.8)
+        if not close or name.startswith(f"{close[0]}_") or not _could_be(close[0], value):
+            continue
+        raise NodeDefinitionError(
+            f"{owner}: attribute `{name}` looks like a misspelled policy and would be "
+            f"ignored; did you mean `{close[0]}`? Node policies are "
+            f"{', '.join(POLICY_NAMES)}. If `{name}` is your own setting, give it a "
+            f"name that is not so close to `{close[0]}` (e.g. `{close[0]}_setting`)."
+        )
 
-    __slots__ = ("attempts", "loop", "timeout", "timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        self.loop = loop
-        self.timeout = timeout
-        self.attempts: deque[_Attempt] = deque()
-        self.timer: asyncio.TimerHandle | None = None
+def _singular(name: str) -> str:
+    if name.endswith("ies"):
+        return name[:-3] + "y"
+    return name.removesuffix("s")
 
-    def start(self, task: asyncio.Task[Any]) -> _Attempt:
-        """Register an attempt of ``task`` starting now; it is cancelled ``timeout`` later."""
-        attempt = _Attempt(self.loop.time() + self.timeout, task)
-        self.attempts.append(attempt)
-        if self.timer is None:
-            self.timer = self.loop.call_at(attempt.deadline, self._expire)
-        return attempt
 
-    def finish(self, attempt: _Attempt) -> bool:
-        """Take ``attempt`` off the list; return whether its deadline cancelled it."""
-        attempt.done = True
-        attempts = self.attempts
-        while attempts and attempts[0].done:
-            attempts.popleft()
-        return attempt.expired
+def _plain_value(value: object) -> bool:
+    return not (
+        inspect.isroutine(value) or isinstance(value, type | property | classmethod | staticmethod)
+    )
 
-    def _expire(self) -> None:
-        self.timer = None
-        attempts = self.attempts
-        due = self.loop.time() + _CLOCK_RESOLUTION
-        while attempts:
-            attempt = attempts[0]
-            if not attempt.done:
-                if attempt.deadline >= due:
-                    self.timer = self.loop.call_at(attempt.deadline, self._expire)
-                    return
-                attempt.expired = True
-                attempt.task.cancel()
-            attempts.popleft()
+
+def _could_be(policy: str, value: object) -> bool:
+    """Whether ``value`` is of a kind the policy named ``policy`` takes."""
+    if policy == "timeout":
+        return isinstance(value, int | float | timedelta | TimeoutPolicy) and not isinstance(
+            value, bool
+        )
+    if policy == "retry":
+        return isinstance(value, RetryPolicy) or (
+            isinstance(value, list | tuple)
+            and bool(value)
+            and all(isinstance(item, RetryPolicy) for item in value)
+        )
+    if policy == "rate_limit":
+        return isinstance(value, SupportsAcquire)
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(
+        value, SupportsRelease
+    )
 
 
 def resolve_policies(
@@ -169,10 +145,12 @@ def resolve_policies(
             if values.get(name) is not None:
                 _refuse_on_sync_node(owner, name, at_definition=at_definition)
     policies = NodePolicies(
-        timeout=_resolve_timeout(owner, values.get("timeout")),
-        retry=_resolve_retry(owner, values.get("retry")),
-        rate_limit=_resolve_limiter(owner, "rate_limit", values.get("rate_limit")),
-        max_concurrency=_resolve_max_concurrency(owner, values.get("max_concurrency")),
+        timeout=resolve_timeout(owner, values.get("timeout")),
+        retry=resolve_retry(owner, values.get("retry")),
+        rate_limit=resolve_rate_limiter(owner, "rate_limit", values.get("rate_limit")),
+        max_concurrency=resolve_concurrency_limiter(
+            owner, "max_concurrency", values.get("max_concurrency")
+        ),
     )
     return policies if policies else None
 
@@ -201,7 +179,7 @@ def _seconds(owner: str, name: str, value: object) -> float:
     return positive_number(owner, name, value)
 
 
-def _resolve_timeout(owner: str, value: object) -> float | None:
+def resolve_timeout(owner: str, value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, TimeoutPolicy):
@@ -223,7 +201,7 @@ def _resolve_timeout(owner: str, value: object) -> float | None:
     return _seconds(owner, "timeout", value)
 
 
-def _resolve_retry(owner: str, value: object) -> tuple[RetryPolicy, ...]:
+def resolve_retry(owner: str, value: object) -> tuple[RetryPolicy, ...]:
     if value is None:
         return ()
     if isinstance(value, RetryPolicy):
@@ -270,64 +248,27 @@ def _check_retry_policy(owner: str, policy: RetryPolicy) -> None:
         )
 
 
-def _resolve_limiter(owner: str, name: str, value: object) -> Limiter | None:
-    if value is None or isinstance(value, Limiter):
+def resolve_rate_limiter(owner: str, name: str, value: object) -> SupportsAcquire | None:
+    """``value`` if it is None or a rate limiter (anything with ``async acquire()``)."""
+    if value is None or isinstance(value, SupportsAcquire):
         return value
-    example = "RateLimiter(10)" if name == "rate_limit" else "ConcurrencyLimiter(5)"
     raise TypeError(
         f"{owner} {name} must be a limiter from act_operator_lib.limits (e.g. "
-        f"{example}, or a Redis-backed one), got {type(value).__name__}."
+        "RateLimiter(10), or a Redis-backed one) or any object with an async acquire() "
+        f"such as aiolimiter.AsyncLimiter, got {type(value).__name__}."
     )
 
 
-def _resolve_max_concurrency(owner: str, value: object) -> Limiter | None:
-    if isinstance(value, Limiter) or value is None:
+def resolve_concurrency_limiter(owner: str, name: str, value: object) -> SupportsRelease | None:
+    """``value`` if it is None or a concurrency limiter, a new one for an int."""
+    if value is None or (isinstance(value, SupportsRelease) and not isinstance(value, int)):
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"{owner} max_concurrency must be an int (at least 1) or a limiter such as "
-            f"ConcurrencyLimiter, got {type(value).__name__}."
+            f"{owner} {name} must be an int (at least 1) or a limiter such as "
+            "ConcurrencyLimiter (anything with acquire() and release()), got "
+            f"{type(value).__name__}."
         )
     from act_operator_lib.limits._concurrency import ConcurrencyLimiter
 
-    return ConcurrencyLimiter(positive_integer(owner, "max_concurrency", value))
-
-
-def retry_delay(
-    policies: tuple[RetryPolicy, ...], error: Exception, failed_attempts: int
-) -> float | None:
-    """Seconds to wait before the next attempt, or None if ``error`` must propagate.
-
-    The first policy whose ``retry_on`` matches applies, as in LangGraph. The delay is
-    LangGraph's: ``min(max_interval, initial_interval * backoff_factor ** (n - 1))``
-    plus ``uniform(0, 1)`` with jitter, after the n-th failure; an exception's
-    ``retry_after`` (seconds, e.g. from a 429 response) replaces it.
-    """
-    if not policies or isinstance(error, _NEVER_RETRIED):
-        return None
-    for policy in policies:
-        if _matches(policy.retry_on, error):
-            break
-    else:
-        return None
-    if failed_attempts >= policy.max_attempts:
-        return None
-    retry_after = read_retry_after(error)
-    if retry_after is not None:
-        return retry_after
-    interval = min(
-        policy.max_interval,
-        policy.initial_interval * policy.backoff_factor ** (failed_attempts - 1),
-    )
-    return interval + random.uniform(0, 1) if policy.jitter else interval
-
-
-def _matches(retry_on: Any, error: Exception) -> bool:
-    if retry_on is _DEFAULT_RETRY_ON and isinstance(error, NodeTimeoutError):
-        return True
-    if isinstance(retry_on, type):
-        return isinstance(error, retry_on)
-    if isinstance(retry_on, list | tuple):
-        return isinstance(error, tuple(retry_on))
-    predicate: Callable[[Exception], bool] = retry_on
-    return bool(predicate(error))
+    return ConcurrencyLimiter(positive_integer(owner, name, value))

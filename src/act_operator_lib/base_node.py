@@ -20,84 +20,80 @@ instead of reaching the graph state as a coroutine object.
 
 Nodes take policies, as class attributes or constructor keywords (keywords win):
 ``timeout``, ``retry``, ``rate_limit`` and ``max_concurrency`` (see `AsyncBaseNode`
-and docs/policies.md). Every call is counted (`statistics`), logged at DEBUG on the
-``act_operator_lib.node`` logger and traced with OpenTelemetry when it is set up
-(see `act_operator_lib.observability`).
+and docs/policies.md), run by the one attempt loop in `act_operator_lib._retry`.
+Every call is counted (`statistics`) and told to the observers of
+`act_operator_lib.observability` (log records, OpenTelemetry spans, your own).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Optional
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import Runtime
 from langgraph.types import Command, RetryPolicy, TimeoutPolicy
 
 from act_operator_lib import streaming
+from act_operator_lib._blocking import default_detection, watch_running_loop
 from act_operator_lib._errors import MissingAwaitError, NodeResultError, NodeTimeoutError
+from act_operator_lib._interrupts import reuse_interrupt_answers
 from act_operator_lib._policies import (
     POLICY_NAMES,
-    AttemptDeadlines,
     NodePolicies,
+    check_misspelled_policies,
     resolve_policies,
-    retry_delay,
 )
+from act_operator_lib._retry import CallPolicy, run_attempts, run_attempts_sync
 from act_operator_lib._signature import ACCEPTS_CONFIG, ACCEPTS_RUNTIME, check_execute
-from act_operator_lib.limits._base import Limiter
+from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
 from act_operator_lib.observability import (
-    FAST_PATH_TIMING_EVERY,
+    LOGGER,
+    NodeCallObserver,
     NodeRecorder,
     NodeStatistics,
-    current_tracer,
-    otel_globals,
-    tracing,
+    observers,
+    outcome_of,
 )
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Span
 
 __all__ = ["AsyncBaseNode", "BaseNode"]
 
-LOGGER = logging.getLogger("act_operator_lib.node")
-
 _NODE_OPTIONS = ("name", "verbose", *POLICY_NAMES)
 _AWAITABLES = (types.CoroutineType, asyncio.Future)
+_CONTAINERS = frozenset((list, tuple, dict))
 _DEBUG = logging.DEBUG
-_NO_POLICIES = NodePolicies()
 _perf_counter = time.perf_counter
+_get_ident = threading.get_ident
+_watch_of_thread = default_detection.by_thread.get
 _debug_enabled = LOGGER.isEnabledFor
-# isEnabledFor() is a Python call; the logger caches its answers in a dict whose C
-# `get` costs a fraction of that. The logging module clears (never replaces) the dict
-# when levels change; a missing answer (None) falls back to isEnabledFor().
-_debug_cached = getattr(LOGGER, "_cache", {}).get
-_TIMING_MASK = FAST_PATH_TIMING_EVERY - 1
-_get_running_loop = asyncio.get_running_loop
-_current_task = asyncio.current_task
-_CancelledError = asyncio.CancelledError
 
 
 class _Node(ABC):
     """What `BaseNode` and `AsyncBaseNode` share; not meant to be subclassed directly."""
 
     name: str
-    """The node's name: the class name unless ``name=`` is given."""
+    """The node's name: the class name unless ``name=`` is given.
+
+    Statistics, log records and spans use it when it was given; otherwise, inside a
+    graph, the graph node's name (``add_node("fetch", Fetch())`` -> ``"fetch"``).
+    """
     verbose: bool = False
     """Whether `log` writes anything."""
     timeout: float | timedelta | TimeoutPolicy | None = None
     """Seconds each attempt may run before it is cancelled (AsyncBaseNode only)."""
     retry: RetryPolicy | tuple[RetryPolicy, ...] | list[RetryPolicy] | None = None
     """LangGraph `RetryPolicy` (or several, first match wins) for failed attempts."""
-    rate_limit: Limiter | None = None
+    rate_limit: SupportsAcquire | None = None
     """A rate limiter every attempt takes a token from (AsyncBaseNode only)."""
-    max_concurrency: int | Limiter | None = None
+    max_concurrency: int | SupportsRelease | None = None
     """At most this many attempts at once, in every run (AsyncBaseNode only)."""
 
     _accepts: ClassVar[int] = 0
@@ -107,18 +103,21 @@ class _Node(ABC):
     # Set by __init__; None on an instance whose subclass skipped super().__init__(),
     # which then sets itself up from the class attributes on its first call.
     _policies: NodePolicies | None = None
+    # The same policies as the retry engine runs them; None when there are none.
+    _call_policy: CallPolicy | None = None
     _recorder: NodeRecorder | None = None
-    # The recorder when a call may take the fast path (no policies), else None.
-    _fast_recorder: NodeRecorder | None = None
-    # The timer behind the ``timeout`` policy, for the loop it was last used on.
-    _deadlines: AttemptDeadlines | None = None
+    # Whether `name` was chosen (``name=`` or a class attribute) rather than defaulted:
+    # a defaulted name follows the graph node's name.
+    _name_given: bool = False
 
     def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "name" not in vars(cls):
+        cls._name_given = "name" in vars(cls)
+        if not cls._name_given:
             cls.name = cls.__name__
         if cls.__module__ == __name__:
             return
+        check_misspelled_policies(f"class {cls.__qualname__}", vars(cls))
         if any(option in vars(cls) for option in POLICY_NAMES):
             # Checked here so a bad policy fails at import, not at the first call.
             resolve_policies(
@@ -136,7 +135,8 @@ class _Node(ABC):
         """Configure the node.
 
         Args:
-            name: The node's name in logs, errors and statistics (default: the class name).
+            name: The node's name in logs, spans, errors and statistics (default: the
+                graph node's name inside a graph, else the class name).
             verbose: Whether `log` writes debug records (default False).
             timeout: Seconds (or a LangGraph ``TimeoutPolicy`` with ``run_timeout``) each
                 attempt may run; AsyncBaseNode only.
@@ -168,6 +168,7 @@ class _Node(ABC):
                     f"{type(self).__qualname__}(name=...) must be a non-empty string, got {name!r}."
                 )
             self.name = name
+            self._name_given = True
         else:
             self.name = type(self).name
         if not isinstance(verbose, bool):
@@ -190,10 +191,45 @@ class _Node(ABC):
             asynchronous=cls._asynchronous,
             at_definition=False,
         )
+        self._call_policy = None if self._policies is None else self._policies.call_policy()
         recorder = self._recorder = NodeRecorder(self.name)
-        self._fast_recorder = recorder if self._policies is None else None
-        self._deadlines = None
         return recorder
+
+    def _begin(self, config: RunnableConfig | None, now: float) -> _Call | None:
+        """Start observing a call that starts ``now``; None when it may take the plain path.
+
+        The plain path (both node kinds' one fast path) is for a node without
+        policies while nobody watches: no observer added, no tracer, no DEBUG logging.
+        """
+        recorder = self._recorder or self._set_up({})
+        if config and not self._name_given:
+            metadata = config.get("metadata")
+            if metadata:
+                graph_name = metadata.get("langgraph_node")
+                if graph_name and graph_name != recorder.name:
+                    recorder.name = graph_name
+        if now >= observers.global_checked_until:
+            observers.look_for_global_provider(now)
+        if self._call_policy is None and not observers.watching and not _debug_enabled(_DEBUG):
+            return None
+        return _Call(recorder.name, recorder, observers.start(recorder.name), now)
+
+    def _timeout_error(self, seconds: float) -> NodeTimeoutError:
+        return NodeTimeoutError(self.name, seconds)
+
+    @property
+    def observed_name(self) -> str:
+        """The name statistics, log records, spans and block warnings use for this node.
+
+        `name` when it was given; otherwise the graph node's name once the node has
+        run in a graph, else the class name.
+
+        Example::
+
+            builder.add_node("check_api", CheckAPI())   # observed_name: "check_api"
+        """
+        recorder = self._recorder
+        return self.name if recorder is None else recorder.name
 
     def statistics(self) -> NodeStatistics:
         """A snapshot of this node's calls, outcomes, waits and latencies.
@@ -214,12 +250,13 @@ class _Node(ABC):
         """
         if not self.verbose:
             return
+        name = (self._recorder or self._set_up({})).name
         LOGGER.debug(
             "[%s] %s%s",
-            self.name,
+            name,
             message,
             "".join(f" {key}={value!r}" for key, value in context.items()),
-            extra={"node": self.name, "context": context},
+            extra={"node": name, "context": context},
         )
 
     @staticmethod
@@ -282,7 +319,9 @@ class _Node(ABC):
         """Return ``result`` if LangGraph can merge it, else raise naming the node."""
         if type(result) is dict:
             for value in result.values():
-                if isinstance(value, _AWAITABLES):
+                if isinstance(value, _AWAITABLES) or (
+                    type(value) in _CONTAINERS and _holds_awaitable(value)
+                ):
                     raise _missing_await(self.name, result)
             return result
         if result is None or isinstance(result, Command):
@@ -291,9 +330,7 @@ class _Node(ABC):
 
     def _checked_other(self, result: Any) -> Any:
         if isinstance(result, dict):
-            for value in result.values():
-                if isinstance(value, _AWAITABLES):
-                    raise _missing_await(self.name, result)
+            self._checked(dict(result))
             return result
         if isinstance(result, _AWAITABLES):
             raise _missing_await(self.name, result)
@@ -320,180 +357,115 @@ def _declares_other_abstract_methods(cls: type) -> bool:
     return False
 
 
-def _missing_await(node: str, result: Any) -> MissingAwaitError:
-    """Close the stray coroutine(s) in ``result`` and build the error naming them."""
-    if isinstance(result, dict):
-        keys = [key for key, value in result.items() if isinstance(value, _AWAITABLES)]
-        for key in keys:
-            _discard(result[key])
-        where = f"the value of {', '.join(repr(key) for key in keys)} is"
+def _holds_awaitable(container: Any) -> bool:
+    """Whether a list, tuple or dict value of an update starts or ends with an awaitable.
+
+    The ends only, so the check costs the same for any size: a forgotten ``await``
+    in a comprehension (``[fetch(url) for url in urls]``) leaves every item one.
+    """
+    if not container:
+        return False
+    if type(container) is dict:
+        values = container.values()
+        first, last = next(iter(values)), next(reversed(values))
     else:
-        _discard(result)
+        first, last = container[0], container[-1]
+    return isinstance(first, _AWAITABLES) or isinstance(last, _AWAITABLES)
+
+
+def _missing_await(node: str, result: Any) -> MissingAwaitError:
+    """Close or cancel the stray awaitables in ``result`` and build the error naming them."""
+    if isinstance(result, dict):
+        keys = []
+        kinds = set()
+        for key, value in result.items():
+            found = _discard_all(value)
+            if found:
+                keys.append(key)
+                kinds.update(found)
+        inside = ", ".join(repr(key) for key in keys)
+        where = f"the value of {inside} {'holds' if len(keys) == 1 else 'hold'}"
+    else:
+        kinds = set(_discard_all(result))
         where = "it returned"
+    what = " and ".join(sorted(kinds))
     return MissingAwaitError(
-        f"node {node!r}: {where} an un-awaited coroutine; did you forget await? "
-        "Write `result = await operation()` and return the result."
+        f"node {node!r}: {where} {what}; did you forget await? Write "
+        "`result = await operation()` (for several, `await asyncio.gather(...)`) and "
+        "return the results."
     )
 
 
-def _discard(awaitable: Any) -> None:
+def _discard_all(value: Any) -> list[str]:
+    """Close or cancel ``value`` if awaitable, or the awaitables in it; say what they were."""
+    if isinstance(value, _AWAITABLES):
+        return [_discard(value)]
+    if type(value) in _CONTAINERS:
+        items = value.values() if type(value) is dict else value
+        return [_discard(item) for item in items if isinstance(item, _AWAITABLES)]
+    return []
+
+
+def _discard(awaitable: Any) -> str:
+    """Close an un-awaited coroutine or cancel a future so nothing warns; name its kind."""
     if isinstance(awaitable, types.CoroutineType):
         awaitable.close()
-    else:
-        awaitable.cancel()
+        return "an un-awaited coroutine"
+    awaitable.cancel()
+    # A cancelled gather() keeps its children's CancelledError as its exception;
+    # retrieving it keeps asyncio from logging "exception was never retrieved".
+    awaitable.add_done_callback(_retrieve)
+    if isinstance(awaitable, asyncio.Task):
+        return "an un-awaited task"
+    return "an un-awaited future (e.g. asyncio.gather(...))"
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Call:
-    """Accounting for one call that takes the full path: counters, log records, span.
+    """One observed node call: tells the node's recorder and the observers what happens."""
 
-    The fast path (no policies, no DEBUG logging, no tracer) does its own counting.
-    """
+    __slots__ = ("attempts", "following", "name", "recorder", "started")
 
-    __slots__ = ("attempt", "debug", "name", "recorder", "span", "started")
-
-    def __init__(self, name: str, recorder: NodeRecorder, span: Span | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        recorder: NodeRecorder,
+        following: tuple[NodeCallObserver, ...],
+        started: float,
+    ) -> None:
         self.name = name
         self.recorder = recorder
-        self.span = span
-        self.attempt = 1
-        debug = _debug_cached(_DEBUG)
-        self.debug = LOGGER.isEnabledFor(_DEBUG) if debug is None else debug
-        if self.debug:
-            LOGGER.debug(
-                "[%s] Executing",
-                name,
-                extra=_fields(name, "start", 1, None, None, None),
-            )
-        self.started = _perf_counter()
+        self.following = following
+        self.attempts = 1
+        self.started = started
 
-    def next_delay(self, policies: NodePolicies, error: Exception) -> float | None:
-        """Seconds to wait before retrying after ``error``, or None to give up."""
-        delay = retry_delay(policies.retry, error, self.attempt)
-        if delay is None:
-            return None
-        self.recorder.retries += 1
-        if LOGGER.isEnabledFor(logging.WARNING):
-            LOGGER.warning(
-                "[%s] attempt %d failed (%s); retrying in %.3fs",
-                self.name,
-                self.attempt,
-                _describe(error),
-                delay,
-                extra={
-                    **_fields(self.name, "retry", self.attempt, None, _describe(error), None),
-                    "delay": delay,
-                },
-            )
-        self.attempt += 1
-        return delay
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        self.recorder.waited(kind, seconds)
+        for observer in self.following:
+            observer.waited(kind, seconds)
 
-    def timed_out(self, timeout: float, error: NodeTimeoutError) -> None:
-        """Count and log an attempt stopped by the node's timeout."""
-        self.recorder.timeouts += 1
-        if LOGGER.isEnabledFor(logging.WARNING):
-            LOGGER.warning(
-                "[%s] attempt %d timed out after %gs",
-                self.name,
-                self.attempt,
-                timeout,
-                extra=_fields(self.name, "timeout", self.attempt, timeout, _describe(error), None),
-            )
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        self.attempts = attempt + 1
+        self.recorder.retrying(attempt, error, delay)
+        for observer in self.following:
+            observer.retrying(attempt, error, delay)
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        self.recorder.timed_out(attempt, timeout)
+        for observer in self.following:
+            observer.timed_out(attempt, timeout)
 
     def ended(self, error: BaseException | None) -> None:
         """Record how the call ended (``error`` None: it returned)."""
         duration = _perf_counter() - self.started
-        if error is None and not self.debug and self.span is None:
-            self.recorder.successes += 1
-            self.recorder.finished(duration)
-            return
-        outcome = _record_end(self.recorder, error, duration)
-        if self.debug:
-            LOGGER.debug(
-                "[%s] %s in %.3fs after %d attempt(s)",
-                self.name,
-                _END_MESSAGES[outcome],
-                duration,
-                self.attempt,
-                extra=_fields(
-                    self.name,
-                    "end",
-                    self.attempt,
-                    duration,
-                    None if error is None else _describe(error),
-                    outcome,
-                ),
-            )
-        span = self.span
-        if span is not None:
-            span.set_attribute("act_operator_lib.node.attempts", self.attempt)
-            span.set_attribute("act_operator_lib.node.outcome", outcome)
-            if outcome in ("failure", "timeout") and error is not None:
-                from opentelemetry.trace import Status, StatusCode
-
-                span.record_exception(error)
-                span.set_status(Status(StatusCode.ERROR, _describe(error)))
-
-
-_END_MESSAGES = {
-    "success": "Completed",
-    "failure": "Failed",
-    "timeout": "Timed out",
-    "interrupt": "Interrupted",
-    "cancelled": "Cancelled",
-}
-
-
-def _fields(
-    node: str,
-    event: str,
-    attempt: int,
-    duration: float | None,
-    error: str | None,
-    outcome: str | None,
-) -> dict[str, Any]:
-    return {
-        "node": node,
-        "event": event,
-        "attempt": attempt,
-        "duration": duration,
-        "error": error,
-        "outcome": outcome,
-    }
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _outcome(error: BaseException | None) -> str:
-    if error is None:
-        return "success"
-    if isinstance(error, GraphBubbleUp):
-        return "interrupt"
-    if isinstance(error, NodeTimeoutError):
-        return "timeout"
-    if isinstance(error, Exception):
-        return "failure"
-    return "cancelled"
-
-
-def _record_end(recorder: NodeRecorder, error: BaseException | None, duration: float | None) -> str:
-    """Count a finished call in ``recorder`` (with its latency, if timed); return its outcome."""
-    outcome = _outcome(error)
-    if outcome == "success":
-        recorder.successes += 1
-        if duration is not None:
-            recorder.finished(duration)
-    elif outcome in ("failure", "timeout"):
-        recorder.failures += 1
-        if duration is not None:
-            recorder.finished(duration)
-    elif outcome == "interrupt":
-        recorder.interrupts += 1
-    else:
-        recorder.cancellations += 1
-    return outcome
+        outcome = outcome_of(error)
+        self.recorder.call_ended(outcome, error, duration, self.attempts)
+        for observer in reversed(self.following):
+            observer.call_ended(outcome, error, duration, self.attempts)
 
 
 class BaseNode(_Node):
@@ -532,76 +504,34 @@ class BaseNode(_Node):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - LangGraph matches this annotation
         runtime: Runtime[Any] | None = None,
     ) -> Any:
-        """Run ``execute`` with the arguments it declares and check its result."""
-        recorder = self._fast_recorder
-        if (
-            recorder is None
-            or (_debug_cached(_DEBUG) is not False and _debug_enabled(_DEBUG))
-            or tracing.tracer is not None
-            or otel_globals._TRACER_PROVIDER is not None
-        ):
-            return self._call_observed(state, config, runtime)
-        # Time one call in FAST_PATH_TIMING_EVERY: two clock reads would cost more
-        # than everything else this path adds.
-        timed = not recorder.successes & _TIMING_MASK
-        started = _perf_counter() if timed else 0.0
-        try:
-            accepts = self._accepts
-            if accepts == 0:
-                result = self.execute(state)
-            elif accepts == ACCEPTS_CONFIG:
-                result = self.execute(state, config=config)
-            elif accepts == ACCEPTS_RUNTIME:
-                result = self.execute(state, runtime=streaming.to_node_runtime(runtime))
-            else:
-                result = self.execute(
-                    state, config=config, runtime=streaming.to_node_runtime(runtime)
-                )
-            result = self._checked(result)
-        except BaseException as error:
-            _record_end(recorder, error, _perf_counter() - started if timed else None)
-            raise
-        recorder.successes += 1
-        if timed:
+        """Run ``execute`` with the arguments it declares, under the policies, and check it."""
+        started = _perf_counter()
+        call = self._begin(config, started)
+        if call is None:
+            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
+            try:
+                result = self._checked(self._execute(state, config, runtime))
+            except BaseException as error:
+                recorder.call_ended(outcome_of(error), error, _perf_counter() - started, 1)
+                raise
+            recorder.successes += 1
             recorder.finished(_perf_counter() - started)
-        return result
-
-    def _call_observed(
-        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
-    ) -> Any:
-        """The full path: retries, log records and a span around the whole call."""
-        recorder = self._recorder or self._set_up({})
-        policies = self._policies or _NO_POLICIES
-        tracer = current_tracer()
-        if tracer is None:
-            return self._run(_Call(self.name, recorder, None), policies, state, config, runtime)
-        with tracer.start_as_current_span(
-            self.name,
-            attributes={"act_operator_lib.node.name": self.name},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            return self._run(_Call(self.name, recorder, span), policies, state, config, runtime)
-
-    def _run(
-        self,
-        call: _Call,
-        policies: NodePolicies,
-        state: Any,
-        config: RunnableConfig | None,
-        runtime: Runtime[Any] | None,
-    ) -> Any:
+            return result
         try:
-            while True:
-                try:
-                    result = self._checked(self._execute(state, config, runtime))
-                except Exception as error:
-                    delay = call.next_delay(policies, error)
-                    if delay is None:
-                        raise
-                    time.sleep(delay)
-                else:
-                    break
+            # Checked once, after the attempts: a bad result is never retried. Without
+            # policies there is nothing for the engine to do.
+            policy = self._call_policy
+            if policy is None:
+                result = self._checked(self._execute(state, config, runtime))
+            else:
+                result = self._checked(
+                    run_attempts_sync(
+                        policy,
+                        partial(self._execute, state, config, runtime),
+                        observer=call,
+                        before_retry=reuse_interrupt_answers,
+                    )
+                )
         except BaseException as error:
             call.ended(error)
             raise
@@ -656,149 +586,40 @@ class AsyncBaseNode(_Node):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - LangGraph matches this annotation
         runtime: Runtime[Any] | None = None,
     ) -> Any:
-        """Await ``execute`` with the arguments it declares and check its result."""
-        recorder = self._fast_recorder
-        if (
-            recorder is None
-            or (_debug_cached(_DEBUG) is not False and _debug_enabled(_DEBUG))
-            or tracing.tracer is not None
-            or otel_globals._TRACER_PROVIDER is not None
-        ):
-            return await self._call_observed(state, config, runtime)
-        # Time one call in FAST_PATH_TIMING_EVERY: two clock reads would cost more
-        # than everything else this path adds.
-        timed = not recorder.successes & _TIMING_MASK
-        started = _perf_counter() if timed else 0.0
-        try:
-            accepts = self._accepts
-            if accepts == 0:
-                result = await self.execute(state)
-            elif accepts == ACCEPTS_CONFIG:
-                result = await self.execute(state, config=config)
-            elif accepts == ACCEPTS_RUNTIME:
-                result = await self.execute(state, runtime=streaming.to_node_runtime(runtime))
-            else:
-                result = await self.execute(
-                    state, config=config, runtime=streaming.to_node_runtime(runtime)
-                )
-            result = self._checked(result)
-        except BaseException as error:
-            _record_end(recorder, error, _perf_counter() - started if timed else None)
-            raise
-        recorder.successes += 1
-        if timed:
+        """Await ``execute`` with the arguments it declares, under the policies, and check it."""
+        watch = _watch_of_thread(_get_ident())
+        if watch is None or watch.loop_closed():
+            watch_running_loop()
+        started = _perf_counter()
+        call = self._begin(config, started)
+        if call is None:
+            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
+            try:
+                result = self._checked(await self._execute(state, config, runtime))
+            except BaseException as error:
+                recorder.call_ended(outcome_of(error), error, _perf_counter() - started, 1)
+                raise
+            recorder.successes += 1
             recorder.finished(_perf_counter() - started)
-        return result
-
-    async def _call_observed(
-        self, state: Any, config: RunnableConfig | None, runtime: Runtime[Any] | None
-    ) -> Any:
-        """The full path: policies, log records and a span around the whole call."""
-        recorder = self._recorder or self._set_up({})
-        policies = self._policies or _NO_POLICIES
-        tracer = current_tracer()
-        if tracer is None:
-            call = _Call(self.name, recorder, None)
-            return await self._run(call, policies, state, config, runtime)
-        with tracer.start_as_current_span(
-            self.name,
-            attributes={"act_operator_lib.node.name": self.name},
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            call = _Call(self.name, recorder, span)
-            return await self._run(call, policies, state, config, runtime)
-
-    async def _run(
-        self,
-        call: _Call,
-        policies: NodePolicies,
-        state: Any,
-        config: RunnableConfig | None,
-        runtime: Runtime[Any] | None,
-    ) -> Any:
-        # Every attempt runs in this one coroutine frame (a frame per policy layer,
-        # and an `asyncio.timeout` with its own timer per attempt, cost several us).
-        # Each attempt, in order: concurrency slot -> rate token -> timeout -> execute;
-        # the slot is given back before the backoff.
-        recorder = call.recorder
-        slots = policies.max_concurrency
-        rate_limit = policies.rate_limit
-        timeout = policies.timeout
+            return result
         try:
-            while True:
-                try:
-                    if slots is None and rate_limit is None and timeout is None:
-                        result = self._checked(await self._execute(state, config, runtime))
-                        break
-                    loop = _get_running_loop()
-                    if slots is not None:
-                        asked = loop.time()
-                        await slots.acquire()
-                        recorder.concurrency_wait += loop.time() - asked
-                    try:
-                        if rate_limit is not None:
-                            asked = loop.time()
-                            await rate_limit.acquire()
-                            recorder.rate_limit_wait += loop.time() - asked
-                        if timeout is None:
-                            result = await self._execute(state, config, runtime)
-                        else:
-                            # What `async with asyncio.timeout(timeout)` would do, on
-                            # the node's one timer (see AttemptDeadlines).
-                            task = _current_task()
-                            if task is None:
-                                raise RuntimeError("Timeout should be used inside a task")
-                            deadlines = self._deadlines
-                            if deadlines is None or deadlines.loop is not loop:
-                                deadlines = self._deadlines = AttemptDeadlines(loop, timeout)
-                            cancelling = task.cancelling()
-                            attempt = deadlines.start(task)
-                            try:
-                                result = await self._execute(state, config, runtime)
-                            except BaseException as error:
-                                if not deadlines.finish(attempt):
-                                    raise
-                                outside = task.uncancel() > cancelling
-                                timed_out = self._timed_out(call, timeout, error, outside)
-                                if timed_out is None:
-                                    raise
-                                raise timed_out  # noqa: B904 - its __cause__ is set
-                            if deadlines.finish(attempt):
-                                task.uncancel()
-                        result = self._checked(result)
-                    finally:
-                        if slots is not None:
-                            await slots.release()
-                    break
-                except Exception as error:
-                    delay = call.next_delay(policies, error)
-                    if delay is None:
-                        raise
-                    await asyncio.sleep(delay)
+            # Checked once, after the attempts: a bad result is never retried. Without
+            # policies there is nothing for the engine to do.
+            policy = self._call_policy
+            if policy is None:
+                result = self._checked(await self._execute(state, config, runtime))
+            else:
+                result = self._checked(
+                    await run_attempts(
+                        policy,
+                        partial(self._execute, state, config, runtime),
+                        timeout_error=self._timeout_error,
+                        observer=call,
+                        before_retry=reuse_interrupt_answers,
+                    )
+                )
         except BaseException as error:
             call.ended(error)
             raise
         call.ended(None)
         return result
-
-    def _timed_out(
-        self, call: _Call, timeout: float, error: BaseException, cancelled_from_outside: bool
-    ) -> NodeTimeoutError | None:
-        """The error for an attempt the deadline cancelled, or None to let ``error`` through.
-
-        As ``asyncio.timeout``: the deadline's cancellation becomes a ``TimeoutError``
-        unless the attempt was also cancelled from outside; a ``TimeoutError`` the
-        attempt raised after its deadline counts as the timeout too.
-        """
-        if not cancelled_from_outside and type(error) is _CancelledError:
-            try:
-                raise TimeoutError from error
-            except TimeoutError as timeout_error:
-                error = timeout_error
-        if not isinstance(error, TimeoutError):
-            return None
-        timed_out = NodeTimeoutError(self.name, timeout)
-        call.timed_out(timeout, timed_out)
-        timed_out.__cause__ = error
-        return timed_out

@@ -13,19 +13,31 @@ a run in `detect_blocking` to be told which node did it, for how long, and where
 
     detector.blocks   # (LoopBlock(node='Fetch', duration=0.3, ...),)
 
-Detection is opt-in: it runs only inside ``detect_blocking`` and costs nodes
-nothing per call (a watchdog thread samples the loop thread's stack only while the
-loop is stuck). In asyncio debug mode its default threshold is the loop's
+Detection is also on by default wherever async nodes run: a node that holds the
+loop for more than 0.1 s gets the same warning, with no code. Switch it off with
+``set_block_detection(False)`` or the environment variable
+``ACT_OPERATOR_LIB_BLOCK_DETECTION=off``. A watchdog thread per event loop samples
+the loop thread's stack only while the loop is stuck; a process that never runs an
+async node starts none. In asyncio debug mode its default threshold is the loop's
 ``slow_callback_duration``, so it agrees with asyncio's own "Executing ... took"
 log, and adds the node name and the blocking line. To route the warnings into
 logging, call ``logging.captureWarnings(True)``.
 """
 
 from act_operator_lib._blocking import (
+    ENVIRONMENT_VARIABLE,
     BlockDetector,
     EventLoopBlockedWarning,
     LoopBlock,
     detect_blocking,
+    set_block_detection,
 )
 
-__all__ = ["BlockDetector", "EventLoopBlockedWarning", "LoopBlock", "detect_blocking"]
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "BlockDetector",
+    "EventLoopBlockedWarning",
+    "LoopBlock",
+    "detect_blocking",
+    "set_block_detection",
+]

@@ -26,20 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeVar, overload
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config, get_store
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
+from langgraph.types import RetryPolicy
 
+from act_operator_lib._engine import Run
 from act_operator_lib._errors import (
     DuplicateItemKeyError,
     DurableContextError,
     RecordedItemError,
     ResultNotSerializableError,
 )
-from act_operator_lib.concurrency import SupportsAcquire, _collect, _Run
+from act_operator_lib.limits._protocols import SupportsAcquire
 
 __all__ = ["NAMESPACE_ROOT", "forget_durable", "map_durable"]
 
@@ -76,6 +78,7 @@ async def map_durable(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: Literal[False] = False,
     progress: bool = False,
     store: BaseStore | None = None,
@@ -94,6 +97,7 @@ async def map_durable(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool,
     progress: bool = False,
     store: BaseStore | None = None,
@@ -111,6 +115,7 @@ async def map_durable(
     limit: int,
     timeout: float | None = None,  # noqa: ASYNC109 - per item, not for the whole call
     rate_limiter: SupportsAcquire | None = None,
+    retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     return_exceptions: bool = False,
     progress: bool = False,
     store: BaseStore | None = None,
@@ -126,9 +131,9 @@ async def map_durable(
 
     Before any call, ``items`` is read to the end (a list is built), every key is
     computed and checked, and the records of an earlier run are read in batches.
-    ``fn``, ``limit``, ``timeout``, ``rate_limiter``, ``return_exceptions`` and
-    ``progress`` are as for `map_concurrent`; progress counts recorded items as done
-    at once.
+    ``fn``, ``limit``, ``timeout``, ``rate_limiter``, ``retry``, ``return_exceptions``
+    and ``progress`` are as for `map_concurrent`; only an item's final result (after
+    its retries) is recorded, and progress counts recorded items as done at once.
 
     Args:
         items: An iterable or async iterable; it is materialised first.
@@ -176,18 +181,25 @@ async def map_durable(
             f"map_durable(items=...) must be an iterable or async iterable, "
             f"got {type(items).__name__}"
         )
-    run = _Run(
-        fn, materialised, limit, timeout, rate_limiter, return_exceptions, progress, "map_durable"
+    run = Run(
+        fn,
+        materialised,
+        limit=limit,
+        timeout=timeout,
+        rate_limiter=rate_limiter,
+        retry=retry,
+        return_exceptions=return_exceptions,
+        progress=progress,
+        caller="map_durable",
     )
     keys = _item_keys(key, materialised)
-    run.recorded = await _read_records(target, prefix, keys, return_exceptions)
-    if len(run.recorded) == len(materialised):
-        return await _collect(run)
+    recorded = await _read_records(target, prefix, keys, return_exceptions)
+    if len(recorded) == len(materialised):
+        return await run.collect(recorded=recorded)
     recorder = _Recorder(target, prefix, keys, run, flush_every, flush_interval)
-    run.on_finished = recorder.record
     recorder.start()
     try:
-        results = await _collect(run)
+        results = await run.collect(recorded=recorded, on_result=recorder.record)
     except BaseException:
         await recorder.close(raise_errors=False)
         raise
@@ -268,7 +280,7 @@ class _Recorder:
         store: BaseStore,
         namespace: tuple[str, ...],
         keys: list[str],
-        run: _Run,
+        run: Run,
         flush_every: int,
         flush_interval: float,
     ) -> None:

@@ -1,4 +1,4 @@
-"""What every node did: statistics, structured log records and OpenTelemetry spans.
+"""What every node did: statistics, structured log records, OpenTelemetry spans, your own hooks.
 
 Every `BaseNode` / `AsyncBaseNode` counts its calls, outcomes, retries, timeouts and
 time spent waiting for its limiters, and keeps its recent latencies::
@@ -9,47 +9,125 @@ time spent waiting for its limiters, and keeps its recent latencies::
     for name, stats in observability.snapshot().items():   # every live node
         print(name, stats.successes, stats.rate_limit_wait)
 
-Log records go to the ``act_operator_lib.node`` logger with ``extra`` fields
-``node``, ``event`` (``start``, ``end``, ``retry``, ``timeout``), ``attempt``,
-``duration``, ``error`` and ``outcome``: start and end at DEBUG, retry and timeout
-at WARNING. When nothing listens at DEBUG a call costs one ``isEnabledFor`` check.
+Instrumentation is a set of observers of node calls (`NodeObserver`): the library's
+own write log records to the ``act_operator_lib.node`` logger (start and end at
+DEBUG, retry and timeout at WARNING) and, with OpenTelemetry installed and a tracer
+provider set, one span per call. Add your own (metrics, audit) with `add_observer`::
 
-With OpenTelemetry (the ``otel`` extra) each node call is one span, named after the
-node, once a tracer provider is set, globally (``trace.set_tracer_provider``) or for
-this library only (`set_tracer_provider`). Without OpenTelemetry installed nothing
-of it is imported and no span is made.
+    class CountCalls:
+        def call_started(self, node):
+            return Counted(node)            # told about this call, or None to skip it
+
+    observability.add_observer(CountCalls())
+
+Inside a graph a node is named after its graph node (``add_node("fetch", Fetch())``
+reports ``"fetch"``) unless it was given ``name=``; called directly, after its class.
 """
 
 from __future__ import annotations
 
+import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from langgraph.errors import GraphBubbleUp
+
+from act_operator_lib._errors import NodeTimeoutError
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Tracer, TracerProvider
+    from contextvars import Token
+
+    from opentelemetry.trace import Span, Tracer, TracerProvider
 
 try:
+    from opentelemetry import context as _otel_context
     from opentelemetry import trace as _otel_trace
 except ImportError:  # the `otel` extra is not installed: no spans
     _otel_trace = None  # type: ignore[assignment]
+    _otel_context = None  # type: ignore[assignment]
 
-__all__ = ["NodeStatistics", "set_tracer_provider", "snapshot"]
+__all__ = [
+    "NodeCallObserver",
+    "NodeObserver",
+    "NodeStatistics",
+    "Outcome",
+    "add_observer",
+    "remove_observer",
+    "set_tracer_provider",
+    "snapshot",
+]
+
+LOGGER = logging.getLogger("act_operator_lib.node")
 
 LATENCY_SAMPLES = 1024
 """How many recent call latencies each node keeps for its percentiles."""
 
-FAST_PATH_TIMING_EVERY = 8
-"""A node without policies, logging or tracing times one call in this many (a power of 2).
-
-Its counts stay exact; its latency percentiles come from that sample, which keeps
-the clock reads off most calls. Every call on the full path is timed.
-"""
+FAST_PATH_TIMING_EVERY = 1
+"""Every call is timed (one in this many); percentiles come from every call."""
 
 TRACER_NAME = "act_operator_lib"
 """The instrumentation scope of the spans (``tracer_provider.get_tracer(TRACER_NAME)``)."""
+
+GLOBAL_PROVIDER_CHECK_EVERY = 1.0
+"""Seconds between looks for a global tracer provider set after nodes started running."""
+
+Outcome = Literal["success", "failure", "timeout", "interrupt", "cancelled"]
+"""How a node call ended: returned, raised, timed out (last attempt), LangGraph control
+flow (``interrupt()``, ``Command(graph=PARENT)``), or cancelled from outside."""
+
+
+class NodeCallObserver(Protocol):
+    """Told what happens during one node call; returned by `NodeObserver.call_started`.
+
+    Example::
+
+        class Counted:
+            def __init__(self, node): self.node = node
+            def waited(self, kind, seconds): ...
+            def retrying(self, attempt, error, delay): ...
+            def timed_out(self, attempt, timeout): ...
+            def call_ended(self, outcome, error, duration, attempts):
+                CALLS.labels(self.node, outcome).inc()
+    """
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        """An attempt waited ``seconds`` for a ``max_concurrency`` slot or a rate token."""
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        """Attempt ``attempt`` failed with ``error``; the next one starts in ``delay`` seconds."""
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        """Attempt ``attempt`` ran past the node's ``timeout`` (seconds) and was cancelled."""
+
+    def call_ended(
+        self, outcome: Outcome, error: BaseException | None, duration: float, attempts: int
+    ) -> None:
+        """The call ended: ``error`` is what it raised (None if it returned)."""
+
+
+class NodeObserver(Protocol):
+    """Told about every node call in the process; register one with `add_observer`.
+
+    ``call_started`` runs when a call begins, in the caller's context (a span made
+    current there is current while the node runs); it returns the object told about
+    the rest of this call, or None to ignore it. Observers must not raise.
+
+    Example::
+
+        class PrintCalls:
+            def call_started(self, node: str) -> NodeCallObserver | None:
+                print("calling", node)
+                return None
+
+        observability.add_observer(PrintCalls())
+    """
+
+    def call_started(self, node: str) -> NodeCallObserver | None:
+        """A call of the node named ``node`` begins."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +176,7 @@ class NodeStatistics:
 
 
 class NodeRecorder:
-    """The counters behind `NodeStatistics`; one per node instance, written by its calls.
+    """The counters behind `NodeStatistics`; one per node instance, told about each call.
 
     No lock: a call costs a few attribute increments, which the GIL keeps whole
     even when LangGraph runs a sync node in several worker threads at once (on a
@@ -138,6 +216,45 @@ class NodeRecorder:
     def statistics(self) -> NodeStatistics:
         """A frozen snapshot of the counters."""
         return _merge(self.name, [self])
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        if kind == "rate":
+            self.rate_limit_wait += seconds
+        else:
+            self.concurrency_wait += seconds
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        self.retries += 1
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        self.timeouts += 1
+
+    def call_ended(
+        self, outcome: Outcome, error: BaseException | None, duration: float, attempts: int
+    ) -> None:
+        if outcome == "success":
+            self.successes += 1
+            self.finished(duration)
+        elif outcome == "interrupt":
+            self.interrupts += 1
+        elif outcome == "cancelled":
+            self.cancellations += 1
+        else:
+            self.failures += 1
+            self.finished(duration)
+
+
+def outcome_of(error: BaseException | None) -> Outcome:
+    """How a call that raised ``error`` (None: returned) ended."""
+    if error is None:
+        return "success"
+    if isinstance(error, GraphBubbleUp):
+        return "interrupt"
+    if isinstance(error, NodeTimeoutError):
+        return "timeout"
+    if isinstance(error, Exception):
+        return "failure"
+    return "cancelled"
 
 
 _recorders: weakref.WeakSet[NodeRecorder] = weakref.WeakSet()
@@ -200,38 +317,32 @@ def _percentile(ordered: list[float], fraction: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
-class _Tracing:
-    """Which tracer node spans go to."""
+def add_observer(observer: NodeObserver) -> None:
+    """Tell ``observer`` about every node call from now on (see `NodeObserver`).
 
-    __slots__ = ("tracer",)
+    Example::
 
-    def __init__(self) -> None:
-        self.tracer: Tracer | None = None
-        """The tracer in use: from `set_tracer_provider`, or the global provider's."""
-
-
-class _PublicGlobals:
-    """Stands in for OpenTelemetry's module globals when they are not readable."""
-
-    @property
-    def _TRACER_PROVIDER(self) -> object:
-        if _otel_trace is None:
-            return None
-        provider = _otel_trace.get_tracer_provider()
-        return None if isinstance(provider, _otel_trace.ProxyTracerProvider) else provider
+        observability.add_observer(PrometheusObserver())
+    """
+    if not callable(getattr(observer, "call_started", None)):
+        raise TypeError(
+            "add_observer(observer=...) must have a call_started(node) method "
+            f"(see observability.NodeObserver), got {type(observer).__name__}"
+        )
+    if observer not in observers.added:
+        observers.added = (*observers.added, observer)
+    observers.refresh()
 
 
-tracing = _Tracing()
-"""Internal: the node call path reads ``tracing.tracer`` on every call."""
+def remove_observer(observer: NodeObserver) -> None:
+    """Stop telling ``observer`` about node calls; nothing happens if it was not added.
 
-# A node call checks `otel_globals._TRACER_PROVIDER is not None`: the global that
-# `get_tracer_provider()` returns, read directly because that call costs over a
-# microsecond when no provider is set (it looks up os.environ).
-otel_globals: Any = (
-    _otel_trace
-    if _otel_trace is not None and hasattr(_otel_trace, "_TRACER_PROVIDER")
-    else _PublicGlobals()
-)
+    Example::
+
+        observability.remove_observer(observer)
+    """
+    observers.added = tuple(added for added in observers.added if added is not observer)
+    observers.refresh()
 
 
 def set_tracer_provider(provider: TracerProvider | None) -> None:
@@ -248,26 +359,230 @@ def set_tracer_provider(provider: TracerProvider | None) -> None:
         observability.set_tracer_provider(provider)
     """
     if provider is None:
-        tracing.tracer = None
+        observers.tracer = None
+        observers.global_checked_until = 0.0
+        observers.refresh()
         return
     if not callable(getattr(provider, "get_tracer", None)):
         raise TypeError(
             "set_tracer_provider(provider=...) must be an OpenTelemetry TracerProvider "
             f"(or None for the global one), got {type(provider).__name__}"
         )
-    from act_operator_lib import __version__
+    observers.tracer = provider.get_tracer(TRACER_NAME, _VERSION)
+    observers.refresh()
 
-    tracing.tracer = provider.get_tracer(TRACER_NAME, __version__)
+
+try:
+    _VERSION: str | None = metadata.version("act-operator-lib")
+except metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+    _VERSION = None
 
 
-def current_tracer() -> Tracer | None:
-    """The tracer for node spans, or None when no tracer provider is set (or no OTel)."""
-    tracer = tracing.tracer
-    if tracer is not None or _otel_trace is None or otel_globals._TRACER_PROVIDER is None:
-        return tracer
-    # The global provider can be set only once, so once found it is kept.
-    from act_operator_lib import __version__
+class _Observers:
+    """Who is told about node calls; read by every node call.
 
-    found: Tracer = _otel_trace.get_tracer(TRACER_NAME, __version__)
-    tracing.tracer = found
-    return found
+    ``watching`` is True when a call must be observed even without policies: an
+    observer was added or a tracer is known. A node call also looks at DEBUG logging
+    (one ``isEnabledFor``) and, once per `GLOBAL_PROVIDER_CHECK_EVERY` seconds until
+    one is found, for a global tracer provider (looking costs about a microsecond).
+    """
+
+    __slots__ = ("added", "all", "global_checked_until", "tracer", "watching")
+
+    def __init__(self) -> None:
+        self.added: tuple[NodeObserver, ...] = ()
+        self.tracer: Tracer | None = None
+        self.global_checked_until = 0.0
+        self.all: tuple[NodeObserver, ...] = ()
+        self.watching = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        builtin: tuple[NodeObserver, ...] = (_LOGS,) if self.tracer is None else (_LOGS, _SPANS)
+        self.all = builtin + self.added
+        self.watching = bool(self.added) or self.tracer is not None
+
+    def look_for_global_provider(self, now: float) -> None:
+        """Start tracing if a global tracer provider was set (the check costs ~1 us)."""
+        self.global_checked_until = now + GLOBAL_PROVIDER_CHECK_EVERY
+        if _otel_trace is None or self.tracer is not None:
+            return
+        provider = _otel_trace.get_tracer_provider()
+        if isinstance(provider, _otel_trace.ProxyTracerProvider):
+            return
+        # The global provider can be set only once, so once found it is kept.
+        self.tracer = provider.get_tracer(TRACER_NAME, _VERSION)
+        self.refresh()
+
+    def start(self, node: str) -> tuple[NodeCallObserver, ...]:
+        """Tell every observer that a call of ``node`` begins; return those who follow it."""
+        following = []
+        for observer in self.all:
+            call = observer.call_started(node)
+            if call is not None:
+                following.append(call)
+        return tuple(following)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _fields(
+    node: str,
+    event: str,
+    attempt: int,
+    duration: float | None,
+    error: str | None,
+    outcome: str | None,
+) -> dict[str, Any]:
+    return {
+        "node": node,
+        "event": event,
+        "attempt": attempt,
+        "duration": duration,
+        "error": error,
+        "outcome": outcome,
+    }
+
+
+_END_MESSAGES = {
+    "success": "Completed",
+    "failure": "Failed",
+    "timeout": "Timed out",
+    "interrupt": "Interrupted",
+    "cancelled": "Cancelled",
+}
+
+
+class _LoggedCall:
+    """One call's log records: retry and timeout at WARNING, start and end at DEBUG."""
+
+    __slots__ = ("debug", "node")
+
+    def __init__(self, node: str, debug: bool) -> None:
+        self.node = node
+        self.debug = debug
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        pass
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        if LOGGER.isEnabledFor(logging.WARNING):
+            LOGGER.warning(
+                "[%s] attempt %d failed (%s); retrying in %.3fs",
+                self.node,
+                attempt,
+                _describe(error),
+                delay,
+                extra={
+                    **_fields(self.node, "retry", attempt, None, _describe(error), None),
+                    "delay": delay,
+                },
+            )
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        if LOGGER.isEnabledFor(logging.WARNING):
+            LOGGER.warning(
+                "[%s] attempt %d timed out after %gs",
+                self.node,
+                attempt,
+                timeout,
+                extra=_fields(
+                    self.node,
+                    "timeout",
+                    attempt,
+                    timeout,
+                    f"NodeTimeoutError: timed out after {timeout:g}s",
+                    None,
+                ),
+            )
+
+    def call_ended(
+        self, outcome: Outcome, error: BaseException | None, duration: float, attempts: int
+    ) -> None:
+        if not self.debug:
+            return
+        LOGGER.debug(
+            "[%s] %s in %.3fs after %d attempt(s)",
+            self.node,
+            _END_MESSAGES[outcome],
+            duration,
+            attempts,
+            extra=_fields(
+                self.node,
+                "end",
+                attempts,
+                duration,
+                None if error is None else _describe(error),
+                outcome,
+            ),
+        )
+
+
+class _LogObserver:
+    """Writes each call's records to the ``act_operator_lib.node`` logger."""
+
+    def __init__(self) -> None:
+        # Without DEBUG a call's records depend on its node only: one object per node.
+        self._quiet: dict[str, _LoggedCall] = {}
+
+    def call_started(self, node: str) -> _LoggedCall:
+        if not LOGGER.isEnabledFor(logging.DEBUG):
+            quiet = self._quiet.get(node)
+            if quiet is None:
+                quiet = self._quiet[node] = _LoggedCall(node, debug=False)
+            return quiet
+        LOGGER.debug("[%s] Executing", node, extra=_fields(node, "start", 1, None, None, None))
+        return _LoggedCall(node, debug=True)
+
+
+class _TracedCall:
+    """One call's span, current while the node runs."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Span, token: Token[Any]) -> None:
+        self.span = span
+        self.token = token
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        pass
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        pass
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        pass
+
+    def call_ended(
+        self, outcome: Outcome, error: BaseException | None, duration: float, attempts: int
+    ) -> None:
+        span = self.span
+        span.set_attribute("act_operator_lib.node.attempts", attempts)
+        span.set_attribute("act_operator_lib.node.outcome", outcome)
+        if outcome in ("failure", "timeout") and error is not None:
+            span.record_exception(error)
+            span.set_status(_otel_trace.Status(_otel_trace.StatusCode.ERROR, _describe(error)))
+        _otel_context.detach(self.token)
+        span.end()
+
+
+class _SpanObserver:
+    """Makes one OpenTelemetry span per call once a tracer is known."""
+
+    def call_started(self, node: str) -> _TracedCall | None:
+        tracer = observers.tracer
+        if tracer is None:
+            return None
+        span = tracer.start_span(node, attributes={"act_operator_lib.node.name": node})
+        token = _otel_context.attach(_otel_trace.set_span_in_context(span))
+        return _TracedCall(span, token)
+
+
+_LOGS = _LogObserver()
+_SPANS = _SpanObserver()
+
+observers = _Observers()
+"""Internal: the registry every node call reads."""

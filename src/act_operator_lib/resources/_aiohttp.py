@@ -6,16 +6,72 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from act_operator_lib._errors import ResourceUnavailableError
+from act_operator_lib._errors import ActOperatorError, ResourceUnavailableError
+from act_operator_lib._retry import CallPolicy, run_attempts
 
 if TYPE_CHECKING:
     from act_operator_lib.resources._http import HTTPResource
 
-__all__ = ["HTTPUnavailableError", "new_session"]
+__all__ = ["HTTPAttemptTimeoutError", "HTTPUnavailableError", "new_session"]
+
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Answers that count as a failed attempt when the session retries."""
 
 
 class HTTPUnavailableError(ResourceUnavailableError, aiohttp.ClientConnectionError):
     """An HTTP host refused the connection or did not accept it in time."""
+
+
+class HTTPAttemptTimeoutError(ActOperatorError, aiohttp.ServerTimeoutError):
+    """One attempt of a request of a retrying `HTTPResource` ran past its ``timeout``."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        super().__init__(
+            f"the HTTP request attempt timed out after {timeout:g}s "
+            "(HTTPResource(timeout=...)); raise `timeout` or check the server"
+        )
+
+    def __reduce__(self) -> tuple[type[HTTPAttemptTimeoutError], tuple[float]]:
+        return (type(self), (self.timeout,))
+
+
+class _RetriedStatus(aiohttp.ClientResponseError):
+    """An answer in `RETRIED_STATUSES`, raised so the retry engine sees a failed attempt."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        super().__init__(
+            response.request_info,
+            response.history,
+            status=response.status,
+            message=response.reason or "",
+            headers=response.headers,
+        )
+        self.response = response
+
+
+def _retrying(policy: CallPolicy) -> aiohttp.ClientMiddlewareType:
+    """A session middleware running every request through the retry engine."""
+
+    async def middleware(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        async def attempt() -> aiohttp.ClientResponse:
+            response = await handler(request)
+            if response.status in RETRIED_STATUSES:
+                # Read now (the body stays cached on the response) so the connection goes
+                # back to the pool during the backoff, and the caller can still read the
+                # last answer when no retry is left.
+                await response.read()
+                raise _RetriedStatus(response)
+            return response
+
+        try:
+            return await run_attempts(policy, attempt, timeout_error=HTTPAttemptTimeoutError)
+        except _RetriedStatus as error:
+            return error.response
+
+    return middleware
 
 
 class _Connector(aiohttp.TCPConnector):
@@ -48,9 +104,26 @@ class _Connector(aiohttp.TCPConnector):
 def new_session(config: HTTPResource) -> aiohttp.ClientSession:
     """A session configured as ``config`` says, on the running loop."""
     connector = _Connector(limit=config.limit, limit_per_host=config.limit_per_host)
+    if config.rate_limiter is None and not config.retry:
+        return aiohttp.ClientSession(
+            base_url=config.base_url,
+            headers=config.headers,
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=config.timeout, sock_connect=config.connect_timeout
+            ),
+        )
+    # aiohttp's total timeout would span every attempt and wait; the engine bounds each
+    # attempt instead, and sock_read each read of a body after the headers.
+    policy = CallPolicy(
+        timeout=config.timeout, retry=config.retry, rate_limiter=config.rate_limiter
+    )
     return aiohttp.ClientSession(
         base_url=config.base_url,
         headers=config.headers,
         connector=connector,
-        timeout=aiohttp.ClientTimeout(total=config.timeout, sock_connect=config.connect_timeout),
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=config.connect_timeout, sock_read=config.timeout
+        ),
+        middlewares=(_retrying(policy),),
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from langgraph.types import RetryPolicy
+
 from act_operator_lib._extras import require
+from act_operator_lib.limits._protocols import SupportsAcquire
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:
@@ -39,9 +42,32 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
             included; no request can hang forever. ``None`` removes the limit.
         connect_timeout: Seconds to establish one TCP (and TLS) connection.
 
+        rate_limiter: Every request of the session (each retry included) first
+            takes a token from it (``await rate_limiter.acquire()``): any rate
+            limiter of ours, a Redis twin, or aiolimiter's ``AsyncLimiter``.
+        retry: LangGraph ``RetryPolicy`` (or several; the first whose ``retry_on``
+            matches applies) for every request of the session.
+
     A host that refuses or does not answer within ``connect_timeout`` raises
     `ResourceUnavailableError` (also an ``aiohttp.ClientConnectionError``) naming
     the host and port. Needs ``pip install act-operator-lib[http]``.
+
+    With ``rate_limiter`` or ``retry``, a session middleware runs every request
+    through the library's retry engine: an answer 429, 500, 502, 503 or 504 counts
+    as a failed attempt (an ``aiohttp.ClientResponseError``, so ``retry_on`` sees
+    it); the next attempt waits for the answer's Retry-After, and a limiter that
+    can ``pause`` stops granting to everyone sharing it for that long (the shared
+    cooldown). When no retry is left, the last answer is returned as usual, its
+    body still readable. ``timeout`` then bounds each attempt up to the response
+    headers (and each read of the body after); waiting for a token or a backoff
+    is not counted. An attempt past it raises a ``TimeoutError`` (an
+    ``aiohttp.ServerTimeoutError``) naming the limit::
+
+        api = HTTPResource(
+            base_url="https://api.example.com",
+            rate_limiter=RateLimiter(20),
+            retry=RetryPolicy(max_attempts=5, retry_on=aiohttp.ClientError),
+        )
     """
 
     def __init__(
@@ -53,6 +79,8 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
         limit_per_host: int = 0,
         timeout: float | None = 60.0,
         connect_timeout: float = 10.0,
+        rate_limiter: SupportsAcquire | None = None,
+        retry: RetryPolicy | Sequence[RetryPolicy] | None = None,
     ) -> None:
         if not isinstance(limit, int) or limit < 1:
             raise ValueError(f"HTTPResource(limit=...) must be an int >= 1, got {limit!r}.")
@@ -76,6 +104,13 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
                 "HTTPResource(headers=...) must be a mapping of header name to value, e.g. "
                 f"{{'Authorization': 'Bearer ...'}}, got {type(headers).__name__}."
             )
+        if rate_limiter is not None and not isinstance(rate_limiter, SupportsAcquire):
+            raise TypeError(
+                "HTTPResource(rate_limiter=...) must be a rate limiter with "
+                "`await rate_limiter.acquire()`, such as RateLimiter(20), got "
+                f"{type(rate_limiter).__name__}."
+            )
+        policies = _retry_policies(retry)
         require("aiohttp", feature="HTTPResource", extra="http")
         self.base_url = base_url
         self.headers = dict(headers or {})
@@ -83,6 +118,8 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
         self.limit_per_host = limit_per_host
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.rate_limiter = rate_limiter
+        self.retry = policies
 
     async def open(self) -> aiohttp.ClientSession:
         """Create the session and its connection pool (no connection is made yet)."""
@@ -95,10 +132,32 @@ class HTTPResource(Resource["aiohttp.ClientSession"]):
         await value.close()
 
     def __repr__(self) -> str:
+        policies = ""
+        if self.rate_limiter is not None:
+            policies += f", rate_limiter={self.rate_limiter!r}"
+        if self.retry:
+            policies += f", retry={self.retry!r}"
         return (
             f"HTTPResource(base_url={_redacted(self.base_url)!r}, limit={self.limit}, "
-            f"timeout={self.timeout!r}, connect_timeout={self.connect_timeout!r})"
+            f"timeout={self.timeout!r}, connect_timeout={self.connect_timeout!r}{policies})"
         )
+
+
+def _retry_policies(retry: object) -> tuple[RetryPolicy, ...]:
+    if retry is None:
+        return ()
+    if isinstance(retry, RetryPolicy):
+        return (retry,)
+    if (
+        isinstance(retry, Sequence)
+        and not isinstance(retry, str)
+        and all(isinstance(policy, RetryPolicy) for policy in retry)
+    ):
+        return tuple(retry)
+    raise TypeError(
+        "HTTPResource(retry=...) must be a langgraph RetryPolicy or a sequence of them, "
+        f"e.g. RetryPolicy(max_attempts=5), got {type(retry).__name__}."
+    )
 
 
 def _is_http_url(url: object) -> bool:

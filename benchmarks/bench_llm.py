@@ -1,0 +1,326 @@
+"""LLM calls within provider limits: what a user picks today vs the library, side by side.
+
+Workload: the local OpenAI-compatible server (``tests/_openai_server.py``, in a
+process of its own) enforcing R requests/s and T tokens/s over 1 s sliding windows
+(429 with ``retry-after`` / ``retry-after-ms`` when either is exceeded); ChatOpenAI
+calls (the real openai SDK) whose cost is spread over 50-400 tokens, 16 in flight.
+The floor is the earliest a sender that knew both windows could finish (the first
+window's budget may go at once). Reported per contender: calls failed, 429s the
+server sent, seconds, and the ratio to the floor.
+
+(a) 200 calls at 40 requests/s and 8,000 tokens/s, from one task group;
+(b) 400 calls at 20 requests/s and 4,000 tokens/s, from 8 concurrent graph runs
+    (2 calls in flight each) sharing the contender's limiter;
+(c) an outage: run (a), but the server answers every request 429 with
+    ``retry-after: 2`` for 2 s, from 0.5 s in; reported: requests that reached the
+    server during the outage.
+
+``LLM_CALLS=60 python -m benchmarks llm`` runs smaller workloads ((b) takes twice as
+many calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import openai
+from aiolimiter import AsyncLimiter
+from langchain_core.rate_limiters import InMemoryRateLimiter
+from langchain_openai import ChatOpenAI
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+from tests._openai_server import RemoteServer, ServerLimits, openai_server_process
+
+from act_operator_lib import AsyncBaseNode, RateLimiter, call_with_policies, map_concurrent
+from act_operator_lib.integrations.langchain import Estimate, with_token_budget
+from act_operator_lib.limits import MultiRateLimiter, Rate
+
+CALLS = int(os.environ.get("LLM_CALLS", "200"))
+IN_FLIGHT = 16
+COSTS = (50, 400)
+SEED = 15
+OUTAGE_START = 0.5
+OUTAGE_SECONDS = 2.0
+
+RATE_LIMITED = RetryPolicy(max_attempts=8, initial_interval=0.5, retry_on=openai.RateLimitError)
+"""The retry our contenders use: the engine waits each 429's Retry-After."""
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    rate: float
+    """Requests per second the server allows."""
+    tokens: float
+    """Tokens per second the server allows."""
+    calls: int
+    graphs: int = 0
+    """Concurrent graph runs sharing the calls; 0: one task group."""
+
+    def costs(self) -> list[int]:
+        chooser = random.Random(SEED)
+        return [chooser.randint(*COSTS) for _ in range(self.calls)]
+
+    def floor(self) -> float:
+        return floor_seconds(self.costs(), self.rate, self.tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    failed: int
+    rejected: int
+    seconds: float
+    during_outage: int
+
+
+Call = Callable[[int, str], Awaitable[Any]]
+"""One contender's way to make a call of known ``cost`` with its prompt."""
+Contender = Callable[[RemoteServer, Workload], Call]
+
+
+def floor_seconds(costs: list[int], rate: float, tokens: float, window: float = 1.0) -> float:
+    """When the last call could go out at the earliest, knowing both windows exactly."""
+    sent: list[tuple[float, int]] = []
+    now = 0.0
+    for cost in costs:
+        while True:
+            recent = [(moment, spent) for moment, spent in sent if moment > now - window]
+            ready = now
+            if len(recent) + 1 > rate * window:
+                ready = max(ready, recent[len(recent) - int(rate * window)][0] + window)
+            excess = sum(spent for _, spent in recent) + cost - tokens * window
+            for moment, spent in recent:
+                if excess <= 0:
+                    break
+                excess -= spent
+                ready = max(ready, moment + window)
+            if ready == now:
+                break
+            now = ready
+        sent.append((now, cost))
+    return now
+
+
+def chat(server: RemoteServer, **kwargs: Any) -> ChatOpenAI:
+    return ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key="bench", **kwargs)
+
+
+def prompt(index: int, cost: int) -> str:
+    return f"cost={cost} call {index}"
+
+
+def cost_of(text: Any) -> int:
+    return int(str(text).split()[0].removeprefix("cost="))
+
+
+class Batch(TypedDict, total=False):
+    indices: list[int]
+    failed: int
+
+
+class AskAll(AsyncBaseNode):
+    """One graph run's share of the calls, a few in flight."""
+
+    def __init__(self, call: Callable[[int], Awaitable[Any]], limit: int) -> None:
+        super().__init__()
+        self.call = call
+        self.limit = limit
+
+    async def execute(self, state: Batch) -> Batch:
+        results = await map_concurrent(
+            self.call, state["indices"], limit=self.limit, return_exceptions=True
+        )
+        return {"failed": sum(1 for result in results if isinstance(result, BaseException))}
+
+
+async def run(workload: Workload, make: Contender, outage: bool = False) -> Outcome:
+    spend = workload.costs()
+    limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
+    with openai_server_process(limits) as server:
+        call = make(server, workload)
+
+        def one(index: int) -> Awaitable[Any]:
+            return call(spend[index], prompt(index, spend[index]))
+
+        if outage:
+            asyncio.get_running_loop().call_later(
+                OUTAGE_START, server.outage, OUTAGE_SECONDS, OUTAGE_SECONDS
+            )
+        started = time.monotonic()
+        if workload.graphs:
+            builder = StateGraph(Batch)
+            builder.add_node("ask", AskAll(one, IN_FLIGHT // workload.graphs))
+            builder.add_edge(START, "ask")
+            builder.add_edge("ask", END)
+            graph = builder.compile()
+            shares = [list(range(len(spend)))[n :: workload.graphs] for n in range(workload.graphs)]
+            runs = await asyncio.gather(*(graph.ainvoke({"indices": share}) for share in shares))
+            failed = sum(result["failed"] for result in runs)
+        else:
+            results = await map_concurrent(
+                one, range(len(spend)), limit=IN_FLIGHT, return_exceptions=True
+            )
+            failed = sum(1 for result in results if isinstance(result, BaseException))
+        seconds = time.monotonic() - started
+        seen = server.statistics()
+    window = (started + OUTAGE_START, started + OUTAGE_START + OUTAGE_SECONDS)
+    during = sum(1 for moment in seen.arrivals if window[0] <= moment < window[1])
+    return Outcome(failed, seen.rejected, seconds, during if outage else 0)
+
+
+def sdk_retries(retries: int) -> Contender:
+    def make(server: RemoteServer, workload: Workload) -> Call:
+        model = chat(server, max_retries=retries)
+        return lambda cost, text: model.ainvoke(text)
+
+    return make
+
+
+def langchain_limiter(server: RemoteServer, workload: Workload) -> Call:
+    limiter = InMemoryRateLimiter(requests_per_second=workload.rate, check_every_n_seconds=0.01)
+    model = chat(server, rate_limiter=limiter)
+    return lambda cost, text: model.ainvoke(text)
+
+
+def aiolimiter_first(server: RemoteServer, workload: Workload) -> Call:
+    limiter = AsyncLimiter(workload.rate, 1)
+    model = chat(server)
+
+    async def call(cost: int, text: str) -> Any:
+        await limiter.acquire()
+        return await model.ainvoke(text)
+
+    return call
+
+
+def rate_limiter_pair(server: RemoteServer, workload: Workload) -> Call:
+    requests, tokens = RateLimiter(workload.rate), RateLimiter(workload.tokens)
+    model = chat(server)
+
+    async def call(cost: int, text: str) -> Any:
+        await requests.acquire()
+        await tokens.acquire(weight=cost)
+        return await model.ainvoke(text)
+
+    return call
+
+
+def budgeted(estimate: Estimate, scale: float = 1.0, adaptive: bool = False) -> Contender:
+    """Our way: one MultiRateLimiter, reserved and settled by the model, retried by policy."""
+
+    def make(server: RemoteServer, workload: Workload) -> Call:
+        rate, tokens = workload.rate * scale, workload.tokens * scale
+        limiter = MultiRateLimiter(
+            requests=Rate(rate, burst=int(rate)),
+            tokens=Rate(tokens, burst=int(tokens)),
+            adaptive=adaptive,
+        )
+        model = with_token_budget(chat(server, max_retries=0), limiter, estimate=estimate)
+        return lambda cost, text: call_with_policies(
+            lambda: model.ainvoke(text), retry=RATE_LIMITED
+        )
+
+    return make
+
+
+CONTENDERS: list[tuple[str, Contender]] = [
+    ("the openai SDK's own retries (`max_retries=2`, ChatOpenAI's default)", sdk_retries(2)),
+    ("the same, `max_retries=6`", sdk_retries(6)),
+    ("LangChain `InMemoryRateLimiter(R/s)` as `rate_limiter=`", langchain_limiter),
+    ("aiolimiter `AsyncLimiter(R, 1)` before each call", aiolimiter_first),
+    ("`RateLimiter(R)` then `RateLimiter(T).acquire(weight=cost)`", rate_limiter_pair),
+    ("ours: `MultiRateLimiter`, cost known before the call", budgeted(cost_of)),
+    ("ours: `MultiRateLimiter`, estimate 100 settled from usage", budgeted(100)),
+    ("ours: limits at 2x the server's, adaptive, cost known", budgeted(cost_of, 2.0, True)),
+]
+
+OUTAGE_CONTENDERS: list[tuple[str, Contender]] = [
+    ("the openai SDK's own retries (`max_retries=6`)", sdk_retries(6)),
+    ("`RateLimiter(R)` then `RateLimiter(T).acquire(weight=cost)`", rate_limiter_pair),
+    ("ours: `MultiRateLimiter`, estimate 100, shared cooldown", budgeted(100)),
+]
+
+
+async def _table(title: str, workload: Workload) -> list[str]:
+    spend = workload.costs()
+    floor = workload.floor()
+    lines = [
+        "",
+        f"{title}: {workload.calls} calls ({sum(spend):,} tokens), R = {workload.rate:g} "
+        f"requests/s, T = {workload.tokens:,.0f} tokens/s; floor {floor:.2f} s.",
+        "",
+        "| contender | failed | 429s | seconds | vs floor |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, make in CONTENDERS:
+        outcome = await run(workload, make)
+        ratio = f"{outcome.seconds / floor:.2f}x" if floor > 0 else "-"
+        lines.append(
+            f"| {name} | {outcome.failed} | {outcome.rejected} | {outcome.seconds:.2f} | {ratio} |"
+        )
+    return lines
+
+
+async def _limiter_alone(workload: Workload) -> tuple[float, int]:
+    """(a)'s costs through a MultiRateLimiter alone: last grant, most tokens in any window."""
+    limiter = MultiRateLimiter(
+        requests=Rate(workload.rate, burst=int(workload.rate)),
+        tokens=Rate(workload.tokens, burst=int(workload.tokens)),
+    )
+    loop = asyncio.get_running_loop()
+    grants: list[tuple[float, int]] = []
+    started = loop.time()
+
+    async def one(cost: int) -> None:
+        await limiter.reserve(tokens=cost)
+        grants.append((loop.time() - started, cost))
+
+    await map_concurrent(one, workload.costs(), limit=IN_FLIGHT)
+    most = max(
+        sum(spent for moment, spent in grants if end - 1.0 < moment <= end) for end, _ in grants
+    )
+    return max(moment for moment, _ in grants), most
+
+
+async def _run() -> str:
+    one_group = Workload(rate=40, tokens=8_000, calls=CALLS)
+    graphs = Workload(rate=20, tokens=4_000, calls=2 * CALLS, graphs=8)
+    lines = [
+        "## LLM calls within provider limits (bench_llm)",
+        "",
+        f"ChatOpenAI calls of 50-400 tokens each, {IN_FLIGHT} in flight, against a local "
+        "server (own process) with 1 s sliding windows of R requests and T tokens.",
+    ]
+    lines += await _table("(a) one task group", one_group)
+    lines += await _table("(b) 8 concurrent graph runs", graphs)
+    lines += [
+        "",
+        f"(c) outage: (a), with every request answered 429 `retry-after: "
+        f"{OUTAGE_SECONDS:g}` for {OUTAGE_SECONDS:g} s from {OUTAGE_START:g} s in:",
+        "",
+        "| contender | failed | requests during the outage | seconds |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, make in OUTAGE_CONTENDERS:
+        outcome = await run(one_group, make, outage=True)
+        lines.append(
+            f"| {name} | {outcome.failed} | {outcome.during_outage} | {outcome.seconds:.2f} |"
+        )
+    last, most = await _limiter_alone(one_group)
+    lines += [
+        "",
+        f"(d) (a)'s costs through the `MultiRateLimiter` alone (no server): last grant at "
+        f"{last:.2f} s (floor {one_group.floor():.2f} s), at most {most:,} tokens in any 1 s "
+        f"(T = {one_group.tokens:,.0f}).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> str:
+    """Run the comparison and return the Markdown section for docs/benchmarks.md."""
+    return asyncio.run(_run())

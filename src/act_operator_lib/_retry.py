@@ -1,0 +1,280 @@
+"""The one attempt loop behind node policies, fan-out items and single requests.
+
+Each attempt reads as ``slot -> token -> timeout -> attempt()``: take a slot from
+the concurrency limiter, a token from the rate limiter, then run the attempt under
+its own ``asyncio.timeout``. Waiting for a slot or a token and sleeping a backoff
+never count against the attempt's timeout. A failed attempt is retried under
+LangGraph's `RetryPolicy` semantics (`retry_delay`), and the slot is given back
+before the backoff::
+
+    policy = CallPolicy(timeout=5, retry=(RetryPolicy(max_attempts=3),))
+    result = await run_attempts(
+        policy, lambda: fetch(url), timeout_error=lambda seconds: TimeoutError(seconds)
+    )
+
+`run_attempts_sync` is the same loop for sync code (retry only, ``time.sleep``
+between attempts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+from langgraph.errors import GraphBubbleUp
+from langgraph.types import RetryPolicy
+
+from act_operator_lib._errors import (
+    ActOperatorError,
+    NodeDefinitionError,
+    NodeResultError,
+)
+from act_operator_lib._retry_after import retry_after
+from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause, SupportsRelease
+
+__all__ = [
+    "AttemptObserver",
+    "CallPolicy",
+    "retry_delay",
+    "run_attempts",
+    "run_attempts_sync",
+]
+
+T = TypeVar("T")
+
+# Never retried, whatever `retry_on` says: LangGraph control flow (interrupt(),
+# Command(graph=PARENT), drain) and the library's own "fix your code" errors.
+_NEVER_RETRIED = (GraphBubbleUp, NodeDefinitionError, NodeResultError)
+
+# LangGraph's own default `retry_on`, which retries LangGraph's timeout errors.
+_DEFAULT_RETRY_ON: Any = RetryPolicy._field_defaults["retry_on"]
+
+
+class AttemptObserver(Protocol):
+    """Told what happens to the attempts of one call: logs, counters, spans, stream events.
+
+    Example::
+
+        class Counting:
+            def waited(self, kind, seconds): ...
+            def retrying(self, attempt, error, delay): print(f"retry {attempt} in {delay}s")
+            def timed_out(self, attempt, timeout): ...
+    """
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        """An attempt waited ``seconds`` (event-loop clock) for a slot or a token."""
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        """Attempt number ``attempt`` failed with ``error``; the next starts after ``delay`` s."""
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        """Attempt number ``attempt`` ran past ``timeout`` seconds and was cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """What each attempt of a call goes through; an empty policy runs the call once.
+
+    Example::
+
+        CallPolicy(timeout=10, retry=(RetryPolicy(max_attempts=3),), rate_limiter=limiter)
+    """
+
+    timeout: float | None = None
+    """Seconds each attempt may run (waits for a slot or a token not counted)."""
+    retry: tuple[RetryPolicy, ...] = ()
+    """LangGraph retry policies; the first whose ``retry_on`` matches applies."""
+    rate_limiter: SupportsAcquire | None = None
+    """Each attempt awaits ``acquire()`` on it: one token per attempt."""
+    concurrency_limiter: SupportsRelease | None = None
+    """Each attempt holds one of its slots."""
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.timeout is not None
+            or self.retry
+            or self.rate_limiter is not None
+            or self.concurrency_limiter is not None
+        )
+
+
+async def run_attempts(
+    policy: CallPolicy,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    timeout_error: Callable[[float], TimeoutError],
+    observer: AttemptObserver | None = None,
+    before_retry: Callable[[], None] | None = None,
+) -> T:
+    """Run ``attempt()`` under ``policy`` until it returns or may not be retried.
+
+    An attempt stopped by ``policy.timeout`` raises ``timeout_error(seconds)`` with
+    the deadline's ``TimeoutError`` as ``__cause__``; a cancellation from outside
+    stays a cancellation. ``before_retry`` runs before every attempt after the first.
+    When an attempt that took a token fails with a Retry-After (`retry_after`) and
+    the rate limiter can pause (`SupportsPause`), the limiter pauses for everyone
+    sharing it and the retry waits for its next token there instead of sleeping.
+
+    Example::
+
+        await run_attempts(CallPolicy(retry=(RetryPolicy(),)), lambda: fetch(url),
+                           timeout_error=TimeoutError)
+    """
+    slots = policy.concurrency_limiter
+    rate_limiter = policy.rate_limiter
+    timeout = policy.timeout
+    # Waits are measured on the loop's clock (fake clocks see them), read once.
+    waited = (
+        observer.waited
+        if observer is not None and (slots is not None or rate_limiter is not None)
+        else None
+    )
+    clock = asyncio.get_running_loop().time if waited is not None else time.monotonic
+    failed = 0
+    while True:
+        took_token = False
+        try:
+            if slots is not None:
+                if waited is None:
+                    await slots.acquire()
+                else:
+                    asked = clock()
+                    await slots.acquire()
+                    waited("concurrency", clock() - asked)
+            try:
+                if rate_limiter is not None:
+                    if waited is None:
+                        await rate_limiter.acquire()
+                    else:
+                        asked = clock()
+                        await rate_limiter.acquire()
+                        waited("rate", clock() - asked)
+                    took_token = True
+                if timeout is None:
+                    return await attempt()
+                deadline = asyncio.timeout(timeout)
+                try:
+                    async with deadline:
+                        return await attempt()
+                except TimeoutError as error:
+                    if not deadline.expired():
+                        raise
+                    if observer is not None:
+                        observer.timed_out(failed + 1, timeout)
+                    raise timeout_error(timeout) from error
+            finally:
+                if slots is not None:
+                    released = slots.release()
+                    if released is not None:
+                        await released
+        except Exception as error:
+            failed += 1
+            delay = retry_delay(policy.retry, error, failed)
+            if delay is None:
+                raise
+            if observer is not None:
+                observer.retrying(failed, error, delay)
+            if (
+                took_token
+                and isinstance(rate_limiter, SupportsPause)
+                and retry_after(error) is not None
+            ):
+                # Everyone sharing the limiter waits out the server's Retry-After;
+                # this caller then queues for its next token like the others.
+                await rate_limiter.pause(delay)
+            else:
+                await asyncio.sleep(delay)
+            if before_retry is not None:
+                before_retry()
+
+
+def run_attempts_sync(
+    policy: CallPolicy,
+    attempt: Callable[[], T],
+    *,
+    observer: AttemptObserver | None = None,
+    before_retry: Callable[[], None] | None = None,
+) -> T:
+    """`run_attempts` for sync code: retry only, the backoff slept with ``time.sleep``.
+
+    Example::
+
+        run_attempts_sync(CallPolicy(retry=(RetryPolicy(),)), lambda: parse(text))
+    """
+    if (
+        policy.timeout is not None
+        or policy.rate_limiter is not None
+        or (policy.concurrency_limiter is not None)
+    ):
+        raise ValueError(
+            "run_attempts_sync(policy=...) must have only `retry`: a timeout needs a "
+            f"cancellable attempt and limiters are awaited, got {policy!r}"
+        )
+    failed = 0
+    while True:
+        try:
+            return attempt()
+        except Exception as error:
+            failed += 1
+            delay = retry_delay(policy.retry, error, failed)
+            if delay is None:
+                raise
+            if observer is not None:
+                observer.retrying(failed, error, delay)
+            time.sleep(delay)
+            if before_retry is not None:
+                before_retry()
+
+
+def retry_delay(
+    policies: tuple[RetryPolicy, ...], error: Exception, failed_attempts: int
+) -> float | None:
+    """Seconds to wait before the next attempt, or None if ``error`` must propagate.
+
+    The first policy whose ``retry_on`` matches applies, as in LangGraph. The delay is
+    LangGraph's: ``min(max_interval, initial_interval * backoff_factor ** (n - 1))``
+    plus ``uniform(0, 1)`` with jitter, after the n-th failure; a Retry-After the
+    error carries (`retry_after`) replaces it.
+
+    Example::
+
+        retry_delay((RetryPolicy(jitter=False),), ConnectionError(), 1)   # 0.5
+    """
+    if not policies or isinstance(error, _NEVER_RETRIED):
+        return None
+    for policy in policies:
+        if _matches(policy.retry_on, error):
+            break
+    else:
+        return None
+    if failed_attempts >= policy.max_attempts:
+        return None
+    asked = retry_after(error)
+    if asked is not None:
+        return asked
+    interval = min(
+        policy.max_interval,
+        policy.initial_interval * policy.backoff_factor ** (failed_attempts - 1),
+    )
+    return interval + random.uniform(0, 1) if policy.jitter else interval
+
+
+def _matches(retry_on: Any, error: Exception) -> bool:
+    if (
+        retry_on is _DEFAULT_RETRY_ON
+        and isinstance(error, TimeoutError)
+        and isinstance(error, ActOperatorError)
+    ):
+        # Our attempt timeouts are builtin TimeoutErrors, which LangGraph's default
+        # treats as permanent OSErrors; LangGraph retries its own timeouts, so do we.
+        return True
+    if isinstance(retry_on, type):
+        return isinstance(error, retry_on)
+    if isinstance(retry_on, list | tuple):
+        return isinstance(error, tuple(retry_on))
+    predicate: Callable[[Exception], bool] = retry_on
+    return bool(predicate(error))
