@@ -7,12 +7,16 @@ that grants, settlements and pauses reach every process.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
+from tests._openai_server import ChatModels, openai_server
+from tests.test_integrations_langchain import QUESTIONS, AskAll, graph_of
 from tests.test_limits_redis import closed_port, run_worker, worker_output
 
 from act_operator_lib import LimiterKeyConflictError, RedisRateLimiter
+from act_operator_lib.integrations.langchain import with_token_budget
 from act_operator_lib.limits import (
     Limiter,
     MultiRateStatistics,
@@ -24,6 +28,15 @@ from act_operator_lib.limits import (
 pytestmark = pytest.mark.redis
 
 HOUR = 3600.0
+
+
+@pytest.fixture
+async def chat() -> AsyncIterator[ChatModels]:
+    """Chat models against a local OpenAI-compatible server (tests/_openai_server.py)."""
+    with openai_server() as server:
+        models = ChatModels(server)
+        yield models
+        await models.aclose()
 
 
 @pytest.fixture
@@ -317,5 +330,19 @@ async def test_a_sum_drifted_above_the_log_is_mended_without_granting_past_the_l
         with pytest.raises(asyncio.CancelledError):
             await blocked
         assert await redis_client.hget(key, "sum:tokens") == b"95"
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_chat_model_in_a_graph_settles_each_call_to_its_usage_in_redis(
+    redis_url: str, redis_client: Redis, key: str, chat: ChatModels
+) -> None:
+    limiter = llm_limiter(redis_url, key)
+    model = with_token_budget(chat(), limiter, estimate=50)
+    try:
+        result = await graph_of(AskAll(model)).ainvoke(QUESTIONS)
+        assert len(result["answers"]) == 3
+        assert await redis_client.hget(key, "sum:requests") == b"3"
+        assert await redis_client.hget(key, "sum:tokens") == str(10 + 20 + 30).encode()
     finally:
         await limiter.aclose()
