@@ -75,9 +75,11 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     The same API and guarantee as `MultiRateLimiter`, for every process and
     machine sharing ``key``: no window of ``per`` seconds of a rate holds more
     than its `Rate.limit` units, counted on the Redis server's clock when each
-    grant is confirmed. A caller reserves its turn on every rate's schedule at
-    once, sleeps until it, then is granted from all rates in one script call, or
-    told when the windows will have room (nobody polls). An uncontended caller
+    grant is confirmed (an extra charge settled later counts at its grant's
+    time, and later callers wait until the window is back within the limit). A
+    caller reserves its turn on every rate's schedule at once, sleeps until it,
+    then is granted from all rates in one script call, or told when the windows
+    will have room (nobody polls). An uncontended caller
     reserves and is granted in one call. A settled refund lets later callers go
     sooner; an extra charge holds them back; callers already sleeping keep their
     turn. `pause` holds back every process sharing the key. A caller cancelled
