@@ -229,6 +229,28 @@ async def test_a_grant_after_a_pause_comes_when_it_ends_on_the_server_clock(
         await other.aclose()
 
 
+async def test_callers_waiting_when_a_pause_starts_are_granted_after_it_in_line(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    # Turns 0.5 s apart; the window (20 in 10 s) never binds here, the schedule does.
+    limiter = RedisMultiRateLimiter(redis_url, key, requests=Rate(20, per=10))
+    try:
+        await limiter.acquire()
+        first = int(await redis_client.hget(key, "tat:requests"))  # type: ignore[arg-type]
+        waiting = [asyncio.create_task(limiter.acquire_with_grant_time()) for _ in range(3)]
+        # Until all three have reserved their turns on the server.
+        while int(await redis_client.hget(key, "tat:requests")) < first + 3 * 500_000:  # type: ignore[arg-type]
+            pass
+        await limiter.pause(1.0)  # longer than the first waiter's wait
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        times = [round(time * 1_000_000) for time in await asyncio.gather(*waiting)]  # type: ignore[operator]
+        assert min(times) >= paused_until
+        # Moved back by the pause with their spacing kept: no burst at its end.
+        assert max(times) >= paused_until + 2 * 500_000
+    finally:
+        await limiter.aclose()
+
+
 async def test_settling_twice_is_a_runtime_error(redis_url: str, key: str) -> None:
     limiter = llm_limiter(redis_url, key)
     try:

@@ -290,9 +290,9 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     ) -> tuple[int | None, int | None, tuple[Entry, ...] | None]:
         """Take ``cost`` from Redis, or from the fallback ``on_unavailable`` names."""
         costs = self._default_costs if cost == self._default_cost else " ".join(map(str, cost))
-        due_us = -1
+        due_us = told_us = -1
         while self._use_redis(loop.time()):
-            arguments = [self._kind, self._schedule, costs, due_us]
+            arguments = [self._kind, self._schedule, costs, due_us, told_us]
             try:
                 granted, now_us, value = await self._handle.call(
                     functools.partial(self._script.run, keys=self._keys, args=arguments),
@@ -306,7 +306,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
                 raise
             if granted:
                 return value, now_us, None
-            due_us = value
+            due_us, told_us = value, now_us
             await asyncio.sleep((due_us - now_us) / 1_000_000)
         if self._on_unavailable == "local":
             await self._sit_out_pause(loop)

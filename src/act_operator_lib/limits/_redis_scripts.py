@@ -265,7 +265,8 @@ end
 """
 
 # Reserve, then confirm: as the rate script, for every rate at once. ARGV: kind,
-# rates, costs ("c1 c2 ..." in the order of the rates), due (us; -1 to reserve).
+# rates, costs ("c1 c2 ..." in the order of the rates), due (us; -1 to reserve),
+# and the server time the caller was told `due` (us; -1 when reserving).
 # Reserving makes the caller due when every rate's schedule allows it (TAT minus
 # the burst tolerance) and moves each rate's TAT past the grant by its cost. A
 # due caller is granted only if every rate's window (now - per, now] has room
@@ -293,9 +294,13 @@ if due < 0 then
   end
 end
 local paused = tonumber(limiter[4]) or 0
-if now < paused and due < paused then
-  due = math.max(due + paused - (tonumber(limiter[5]) or now), paused)
+local told, pstart = tonumber(ARGV[5]), tonumber(limiter[5])
+if pstart and told >= 0 and told < pstart then
+  -- Told its turn before the latest pause began: the turn moves back by the
+  -- pause's length, as the schedules did, so waiters keep order and spacing.
+  due = due + paused - pstart
 end
+if now < paused and due < paused then due = paused end
 local id = nil
 if due <= now then
   for i, rate in ipairs(rates) do
