@@ -572,6 +572,28 @@ async def test_callers_waiting_when_a_pause_starts_are_granted_after_it_in_line(
         await limiter.aclose()
 
 
+async def test_callers_told_their_turn_before_a_pause_all_move_back_by_its_length(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    # Turns 0.5 s apart; the window (20 in 10 s) never binds here, the schedule does.
+    limiter = RedisRateLimiter(redis_url, key, 20, per=10)
+    try:
+        await limiter.acquire()
+        first = int(await redis_client.hget(key, "tat"))  # type: ignore[arg-type]
+        waiting = [asyncio.create_task(limiter.acquire_with_grant_time()) for _ in range(3)]
+        # Until all three have reserved their turns on the server.
+        while int(await redis_client.hget(key, "tat")) < first + 3 * 500_000:  # type: ignore[arg-type]
+            pass
+        await limiter.pause(1.0)  # longer than the first waiter's wait
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        times = sorted(round(time * 1_000_000) for time in await asyncio.gather(*waiting))  # type: ignore[operator]
+        assert times[0] >= paused_until
+        # Each turn moved back by the pause, spacing kept: no burst at its end.
+        assert times[2] - times[0] >= 3 * 500_000 // 2  # unmoved: 500_000 apart
+    finally:
+        await limiter.aclose()
+
+
 async def test_a_later_shorter_pause_never_shortens_a_running_one(
     redis_url: str, redis_client: Redis, key: str
 ) -> None:

@@ -166,9 +166,9 @@ class RedisRateLimiter(RedisLimiterBase):
         return grant_time
 
     async def _take(self, loop: asyncio.AbstractEventLoop, weight: int) -> float | None:
-        due_us = -1
+        due_us = told_us = -1
         while self._use_redis(loop.time()):
-            arguments = [self._kind, self._schedule, weight, due_us]
+            arguments = [self._kind, self._schedule, weight, due_us, told_us]
             try:
                 reply = await self._handle.call(
                     functools.partial(self._script.run, keys=self._keys, args=arguments),
@@ -183,6 +183,7 @@ class RedisRateLimiter(RedisLimiterBase):
             if isinstance(reply, int):
                 return float(reply) / 1_000_000
             now_us, due_us = reply
+            told_us = now_us
             await asyncio.sleep((due_us - now_us) / 1_000_000)
         if self._on_unavailable == "local":
             await self._sit_out_pause(loop)

@@ -52,7 +52,8 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 # each member the count of units granted before it (so units in the window are
 # `granted` minus the oldest member). ARGV: kind, "interval burst capacity per"
 # (us per unit, units, ceil(rate) + burst - 1, us: one argument, as packing each
-# costs the client microseconds), weight, due (us; -1 to reserve).
+# costs the client microseconds), weight, due (us; -1 to reserve), and the server
+# time the caller was told `due` (us; -1 when reserving).
 # Reserving moves TAT, the theoretical arrival time of the next unit, and makes the
 # caller due at max(now, new_tat - burst * interval). A caller is granted only when
 # it is due and the log has room for `weight` more units in the window (now - per,
@@ -76,11 +77,14 @@ if due < 0 then
   due = tat - tonumber(burst) * interval
 end
 local paused = tonumber(limiter[4]) or 0
-if now < paused and due < paused then
-  -- Reserved before a pause: moved back by the pause's length, so the callers
-  -- waiting keep their order and spacing after it.
-  due = math.max(due + paused - (tonumber(limiter[5]) or now), paused)
+local told, pstart = tonumber(ARGV[5]), tonumber(limiter[5])
+if pstart and told >= 0 and told < pstart then
+  -- Told its turn before the latest pause began: the turn moves back by the
+  -- pause's length, as TAT did, so the callers waiting keep their order and
+  -- spacing after it (those due after its end too).
+  due = due + paused - pstart
 end
+if now < paused and due < paused then due = paused end
 local granted_now = false
 if due <= now then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - per)
