@@ -12,14 +12,18 @@ exception went unretrieved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import Any, TypedDict
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
+from langgraph.store.memory import InMemoryStore
+from langgraph.types import Command, RetryPolicy, interrupt
 from redis.asyncio import Redis
 from tests._reliability import SEEDS, Boom, Inside, assert_no_new_tasks, drive, most_in_any_window
 
@@ -29,10 +33,14 @@ from act_operator_lib import (
     ItemTimeoutError,
     NodeTimeoutError,
     RateLimiter,
+    RecordedItemError,
     RedisConcurrencyLimiter,
     ResourceClosedError,
+    as_completed,
     map_concurrent,
+    map_durable,
 )
+from act_operator_lib.cache import cached
 from act_operator_lib.resources import Resource, aclose_resources
 
 OPERATIONS = 10_000
@@ -481,4 +489,244 @@ async def test_pooled_resource_under_faults_closes_everything_it_opened(seed: in
     assert statistics.loops == 0, f"seed={seed}: {statistics}"
     assert pool.live == 0, f"seed={seed}: {pool.live} values never closed"
     assert statistics.opened >= 1, f"seed={seed}: {statistics}"
+    assert_no_new_tasks(before, seed)
+
+
+# Fan-outs in graph runs: interrupts, BaseExceptions and context variables from items
+
+
+class Halt(BaseException):
+    """An item's error that is not an `Exception` (as ``pytest.fail()``, KeyboardInterrupt)."""
+
+
+class FanState(TypedDict, total=False):
+    run: int
+    results: list[Any]
+
+
+request_id: ContextVar[str] = ContextVar("request_id", default="unset")
+
+
+class FanPlan:
+    """One graph run's fan-out: which function, which items, what each item does.
+
+    ``kind`` is "plain" (items succeed or raise `Boom`), "interrupt" (one or two items
+    call ``interrupt()``, the rest as plain; ``return_exceptions=True``) or "halt"
+    (one item raises `Halt`; ``return_exceptions=True``).
+    """
+
+    def __init__(self, rng: random.Random, run: int) -> None:
+        self.run = run
+        self.fan = rng.choice(["map_concurrent", "as_completed", "map_durable"])
+        self.kind = rng.choices(["plain", "interrupt", "halt"], weights=[60, 25, 15])[0]
+        self.limit = rng.randint(1, 6)
+        count = rng.randint(5, 40)
+        self.fates = rng.choices(["ok", "error"], weights=[85, 15], k=count)
+        if self.kind == "interrupt":
+            for index in rng.sample(range(count), rng.randint(1, 2)):
+                self.fates[index] = "interrupt"
+        elif self.kind == "halt":
+            self.fates[rng.randrange(count)] = "halt"
+        self.return_exceptions = self.kind != "plain" or rng.random() < 0.6
+        self.delays = [rng.randint(0, 3) / 1000 for _ in range(count)]
+
+
+class FanWatch:
+    """What the items of every run did: calls, context leaks, items alive after a Halt."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, list[int]] = {}
+        self.leaks: list[str] = []
+        self.running: dict[int, int] = {}
+        self.finished_after_halt: dict[int, int] = {}
+        self.halted: set[int] = set()
+        self.finished: dict[int, set[int]] = {}
+
+
+def fan_node(plans: dict[int, FanPlan], watch: FanWatch) -> Any:
+    async def fan(state: FanState) -> FanState:
+        plan = plans[state["run"]]
+        run = plan.run
+        request_id.set(f"run-{run}")  # the caller's context each item must start from
+
+        async def item(index: int) -> str:
+            watch.calls.setdefault(run, []).append(index)
+            watch.running[run] = watch.running.get(run, 0) + 1
+            try:
+                seen = request_id.get()
+                if seen != f"run-{run}":
+                    watch.leaks.append(f"run {run} item {index} saw {seen!r}")
+                request_id.set(f"item-{index}")  # as structlog's bind_contextvars does
+                await asyncio.sleep(plan.delays[index])
+                fate = plan.fates[index]
+                if fate == "error":
+                    watch.finished.setdefault(run, set()).add(index)
+                    raise Boom(index)
+                if fate == "halt":
+                    watch.halted.add(run)
+                    raise Halt(index)
+                if fate == "interrupt":
+                    return f"{index}:{interrupt(f'approve {index}?')}"
+                if run in watch.halted:
+                    watch.finished_after_halt[run] = watch.finished_after_halt.get(run, 0) + 1
+                watch.finished.setdefault(run, set()).add(index)
+                return f"{index}:ok"
+            finally:
+                watch.running[run] -= 1
+
+        indexes = range(len(plan.fates))
+        if plan.fan == "map_concurrent":
+            results = await map_concurrent(
+                item, indexes, limit=plan.limit, return_exceptions=plan.return_exceptions
+            )
+        elif plan.fan == "map_durable":
+            results = await map_durable(
+                item, indexes, key=str, limit=plan.limit, return_exceptions=plan.return_exceptions
+            )
+        else:
+            found: dict[int, Any] = {}
+            async with as_completed(
+                item, indexes, limit=plan.limit, return_exceptions=plan.return_exceptions
+            ) as done:
+                async for index, value in done:
+                    found[index] = value
+            results = [found[index] for index in indexes]
+        assert request_id.get() == f"run-{run}", "an item's binding reached its caller"
+        return {"results": results}
+
+    return fan
+
+
+def check_fan_results(seed: int, plan: FanPlan, results: list[Any], resumed: bool) -> None:
+    for index, (fate, result) in enumerate(zip(plan.fates, results, strict=True)):
+        where = f"seed={seed} run={plan.run} {plan.fan} item {index} ({fate})"
+        if fate == "ok":
+            assert result == f"{index}:ok", where
+        elif fate == "interrupt":
+            assert result == f"{index}:yes", where
+        elif plan.fan == "map_durable" and resumed:
+            # Recorded by the interrupted pass, or run again if it was cut short there.
+            assert isinstance(result, Boom | RecordedItemError), f"{where}: {result!r}"
+        else:
+            assert isinstance(result, Boom), f"{where}: {result!r}"
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_fan_outs_under_faults_propagate_control_flow_and_start_each_item_clean(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    runs = 90
+    plans = {run: FanPlan(rng, run) for run in range(runs)}
+    watch = FanWatch()
+    builder = StateGraph(FanState)
+    builder.add_node("fan", fan_node(plans, watch))
+    builder.add_edge(START, "fan")
+    builder.add_edge("fan", END)
+    graph = builder.compile(checkpointer=InMemorySaver(), store=InMemoryStore())
+    before = asyncio.all_tasks()
+
+    async def one_run(run: int) -> None:
+        plan = plans[run]
+        config: Any = {"configurable": {"thread_id": f"fan-{seed}-{run}"}}
+        where = f"seed={seed} run={run} {plan.fan} {plan.kind}"
+        if plan.kind == "halt":
+            with pytest.raises(Halt):
+                await graph.ainvoke({"run": run}, config)
+            assert watch.running[run] == 0, f"{where}: items outlived the Halt"
+            # Stopped at once: at most the items already running finish, never the rest.
+            assert watch.finished_after_halt.get(run, 0) <= plan.limit, where
+            return
+        if plan.kind == "plain" and not plan.return_exceptions and "error" in plan.fates:
+            with pytest.raises(Boom):
+                await graph.ainvoke({"run": run}, config)
+            return
+        state = await graph.ainvoke({"run": run}, config)
+        if plan.kind == "interrupt":
+            assert "__interrupt__" in state, f"{where}: an interrupt became an item's result"
+            assert "results" not in state, where
+            first_calls = list(watch.calls[run])
+            finished_first = set(watch.finished.get(run, ()))
+            answers = 0
+            while "__interrupt__" in state:  # one answer per interrupt() reached
+                answers += 1
+                assert answers <= 2, f"{where}: asked again after every item had its answer"
+                state = await graph.ainvoke(Command(resume="yes"), config)
+            if plan.fan == "map_durable":
+                again = set(watch.calls[run][len(first_calls) :])
+                # An item that finished before the interrupt is recorded, never run
+                # again; an interrupted one runs again and gets the human's answer.
+                assert not finished_first & again, f"{where}: a recorded item ran again"
+                asked = {index for index, fate in enumerate(plan.fates) if fate == "interrupt"}
+                assert asked & set(first_calls) <= again, where
+        check_fan_results(seed, plan, state["results"], resumed=plan.kind == "interrupt")
+
+    # Runs go in waves of ten, so items of different runs share the loop and workers.
+    for wave in range(0, runs, 10):
+        await asyncio.gather(*(one_run(run) for run in range(wave, min(wave + 10, runs))))
+
+    assert watch.leaks == [], f"seed={seed}: {watch.leaks[:5]}"
+    kinds = {plan.kind for plan in plans.values()}
+    assert kinds == {"plain", "interrupt", "halt"}, f"seed={seed}: {kinds}"
+    assert_no_new_tasks(before, seed)
+
+
+# cached: flights abandoned by their last waiter, then asked for again
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_cached_under_faults_never_hands_a_cancellation_to_a_caller_nobody_cancelled(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    keys = 40
+    computations = [0] * keys
+
+    @cached(ttl=0.01)  # short: entries expire often, so flights start all the time
+    async def compute(key: int) -> int:
+        computations[key] += 1
+        try:
+            await asyncio.sleep(rng.randint(1, 15) / 1000)
+        except asyncio.CancelledError:
+            if rng.random() < 0.5:
+                # Still winding down when the next caller for the key comes.
+                await asyncio.sleep(rng.randint(0, 5) / 1000)
+            raise
+        if rng.random() < 0.1:
+            raise Boom(key)
+        return key * 10
+
+    kinds = {"call": 60, "abandon": 40}
+    plan = [
+        (fates(rng, kinds), rng.randrange(keys), rng.randint(0, 10) / 1000) for _ in range(4000)
+    ]
+    before = asyncio.all_tasks()
+
+    async def operation(number: int) -> int:
+        kind, key, delay = plan[number]
+        if kind == "abandon":
+            # The only waiter leaves the flight, then the key is asked for at once.
+            first = asyncio.create_task(compute(key))
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                first.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Boom):
+                    await first
+        return await compute(key)
+
+    driven = await drive(
+        rng, len(plan), operation, at_once=100, cancel_share=0.15, cancel_within=0.02
+    )
+    unexplained = [t for t in driven.finished if t.cancelled() and t not in driven.reached]
+    assert not unexplained, f"seed={seed}: {len(unexplained)} callers got CancelledError"
+    for outcome in driven.outcomes(seed):
+        assert isinstance(outcome, Boom) or outcome % 10 == 0, f"seed={seed}: {outcome!r}"
+    # Afterwards, with nobody cancelling, every key computes (or fails) as asked.
+    for key in range(keys):
+        with contextlib.suppress(Boom):
+            assert await compute(key) == key * 10, f"seed={seed}"
+    assert sum(computations) >= keys, f"seed={seed}"
     assert_no_new_tasks(before, seed)
