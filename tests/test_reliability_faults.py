@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import random
 import uuid
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
-from langgraph.types import Command, RetryPolicy, interrupt
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from langgraph.types import Command, RetryPolicy, Send, interrupt
 from redis.asyncio import Redis
 from tests._reliability import SEEDS, Boom, Inside, assert_no_new_tasks, drive, most_in_any_window
 
@@ -36,11 +38,14 @@ from act_operator_lib import (
     RecordedItemError,
     RedisConcurrencyLimiter,
     ResourceClosedError,
+    ResultNotSerializableError,
     as_completed,
+    forget_durable,
     map_concurrent,
     map_durable,
 )
 from act_operator_lib.cache import cached
+from act_operator_lib.durable import NAMESPACE_ROOT
 from act_operator_lib.resources import Resource, aclose_resources
 
 OPERATIONS = 10_000
@@ -730,3 +735,192 @@ async def test_cached_under_faults_never_hands_a_cancellation_to_a_caller_nobody
             assert await compute(key) == key * 10, f"seed={seed}"
     assert sum(computations) >= keys, f"seed={seed}"
     assert_no_new_tasks(before, seed)
+
+
+# map_durable: records belong to one task of one step (loops, Send, retries)
+
+
+class LoopState(TypedDict, total=False):
+    visit: int
+    results: Annotated[list[tuple[int, int, list[int]]], operator.add]
+
+
+class Task(TypedDict):
+    base: int
+    visit: int
+
+
+@seeds()
+@pytest.mark.looptime
+async def test_durable_records_under_loops_sends_and_retries_stay_with_their_task(
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    store = InMemoryStore()
+    graphs = 12
+    # Per graph run: Send tasks per step, steps (the loop back), items per task.
+    shapes = [(rng.randint(2, 6), rng.randint(1, 3), rng.randint(3, 12)) for _ in range(graphs)]
+    first_attempt_fates: dict[tuple[int, int, int], str] = {}
+    attempts: dict[tuple[int, int, int], int] = {}
+    calls: dict[tuple[int, int, int, int], int] = {}
+    before = asyncio.all_tasks()
+
+    def build(run: int) -> Any:
+        bases, visits, items = shapes[run]
+
+        async def work(task: Task) -> LoopState:
+            base, visit = task["base"], task["visit"]
+            attempt_key = (run, visit, base)
+            attempts[attempt_key] = attempts.get(attempt_key, 0) + 1
+            fate = (
+                first_attempt_fates.setdefault(
+                    attempt_key, rng.choices(["ok", "item", "after"], weights=[60, 20, 20])[0]
+                )
+                if attempts[attempt_key] == 1
+                else "ok"
+            )
+            failing_item = rng.randrange(items) if fate == "item" else -1
+
+            async def one(item: int) -> int:
+                calls[(run, visit, base, item)] = calls.get((run, visit, base, item), 0) + 1
+                await asyncio.sleep(rng.randint(0, 3) / 1000)
+                if item == failing_item:
+                    raise ConnectionError(f"item {item} of task {base}, step {visit}")
+                return base * 1000 + visit * 100 + item
+
+            results = await map_durable(one, range(items), key=str, limit=rng.randint(1, 4))
+            if fate == "after":
+                raise ConnectionError(f"task {base} failed after map_durable returned")
+            return {"results": [(visit, base, results)]}
+
+        def fan_out(state: LoopState) -> Any:
+            visit = state.get("visit", 0)
+            if visit >= visits:
+                return END
+            return [Send("work", {"base": base, "visit": visit}) for base in range(1, bases + 1)]
+
+        def gate(state: LoopState) -> LoopState:
+            return {"visit": state.get("visit", 0) + 1}
+
+        builder = StateGraph(LoopState)
+        builder.add_node(
+            "work",
+            work,
+            retry_policy=RetryPolicy(
+                max_attempts=2, initial_interval=0.01, jitter=False, retry_on=ConnectionError
+            ),
+        )
+        builder.add_node("gate", gate)
+        builder.add_conditional_edges(START, fan_out, ["work", END])
+        builder.add_edge("work", "gate")
+        builder.add_conditional_edges("gate", fan_out, ["work", END])
+        return builder.compile(checkpointer=InMemorySaver(), store=store)
+
+    async def one_run(run: int) -> None:
+        bases, visits, items = shapes[run]
+        config: Any = {"configurable": {"thread_id": f"loops-{seed}-{run}"}}
+        state = await build(run).ainvoke({}, config)
+        found = {(visit, base): results for visit, base, results in state["results"]}
+        expected = {
+            (visit, base): [base * 1000 + visit * 100 + item for item in range(items)]
+            for visit in range(visits)
+            for base in range(1, bases + 1)
+        }
+        # A previous step's record would carry its step; a sibling's, its base.
+        assert found == expected, f"seed={seed} run={run}: {shapes[run]}"
+
+    await asyncio.gather(*(one_run(run) for run in range(graphs)))
+
+    retried_after = [key for key, fate in first_attempt_fates.items() if fate == "after"]
+    assert retried_after, f"seed={seed}: no task failed after its records were made"
+    for run, visit, base in retried_after:
+        # Its retry reused its own records: no item of that task ran twice.
+        items = shapes[run][2]
+        assert all(calls[(run, visit, base, item)] == 1 for item in range(items)), (
+            f"seed={seed}: task {base} of step {visit} in run {run} recomputed its items"
+        )
+    assert all(count <= 2 for count in calls.values()), f"seed={seed}"
+    assert_no_new_tasks(before, seed)
+
+
+# map_durable on PostgreSQL: NUL characters in results
+
+
+@seeds()
+async def test_nul_characters_in_results_on_postgresql_name_the_item_and_keep_the_rest(
+    seed: int, postgres_dsn: str
+) -> None:
+    rng = random.Random(seed)
+    count = rng.randint(60, 150)
+    shapes = [
+        lambda item: f"text\x00{item}",
+        lambda item: {"rows": [{"text": f"a\x00{item}"}]},
+        lambda item: {f"key\x00{item}": item},
+    ]
+    bad = {item: rng.choice(shapes) for item in rng.sample(range(count), rng.randint(1, 4))}
+    namespace = f"reliability-nul-{uuid.uuid4().hex}"
+    calls: dict[int, int] = {}
+    returned: list[int] = []
+
+    async def work(item: int) -> Any:
+        calls[item] = calls.get(item, 0) + 1
+        await asyncio.sleep(0)
+        returned.append(item)
+        return bad[item](item) if item in bad else {"item": item, "text": f"row {item}"}
+
+    async with AsyncPostgresStore.from_conn_string(postgres_dsn) as store:
+        await store.setup()
+        try:
+            named: list[str] = []
+
+            async def run_once() -> list[Any] | ResultNotSerializableError:
+                try:
+                    return await map_durable(
+                        work,
+                        range(count),
+                        key=str,
+                        limit=rng.randint(1, 8),
+                        flush_every=rng.randint(1, 30),
+                        return_exceptions=rng.random() < 0.5,
+                        store=store,
+                        namespace=namespace,
+                    )
+                except ResultNotSerializableError as error:
+                    return error
+
+            for _ in range(len(bad) + 1):
+                recorded_before = await recorded(store, namespace)
+                returned.clear()
+                outcome = await run_once()
+                # A rerun never calls an item already recorded.
+                ran_again = {str(item) for item in returned} & recorded_before
+                assert not ran_again, f"seed={seed}: recorded items ran again: {ran_again}"
+                if not isinstance(outcome, ResultNotSerializableError):
+                    break
+                key = outcome.key
+                assert key is not None, f"seed={seed}: {outcome}"
+                assert int(key) in bad, f"seed={seed}: {outcome}"
+                assert key not in named, f"seed={seed}: {key} named twice"
+                named.append(key)
+                now = await recorded(store, namespace)
+                assert not now & {str(item) for item in bad}, f"seed={seed}"
+                # Every good result that came back before the bad one is kept.
+                kept = {str(item) for item in returned[: returned.index(int(key))]}
+                assert kept <= now, f"seed={seed}: lost {kept - now}"
+                del bad[int(key)]  # the user fixes that item, and runs again
+            else:
+                pytest.fail(f"seed={seed}: still failing after every bad item was fixed")
+            assert outcome == [{"item": item, "text": f"row {item}"} for item in range(count)]
+            assert named, f"seed={seed}: no NUL was reported"
+            assert await recorded(store, namespace) == {str(item) for item in range(count)}
+        finally:
+            await forget_durable(store=store, namespace=namespace)
+
+
+async def recorded(store: Any, namespace: str) -> set[str]:
+    found: set[str] = set()
+    offset = 0
+    while page := await store.asearch((*NAMESPACE_ROOT, namespace), limit=500, offset=offset):
+        found.update(item.key for item in page)
+        offset += len(page)
+    return found
