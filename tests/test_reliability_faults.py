@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import operator
 import random
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
@@ -924,3 +925,117 @@ async def recorded(store: Any, namespace: str) -> set[str]:
         found.update(item.key for item in page)
         offset += len(page)
     return found
+
+
+# ConcurrencyLimiter shared by event loops in threads (real time)
+
+
+class ThreadInside:
+    """`Inside` for callers on several threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.peak = self.entered = 0
+
+    def enter(self) -> None:
+        with self.lock:
+            self.now += 1
+            self.entered += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+@seeds()
+def test_a_concurrency_limiter_shared_by_loops_in_threads_under_faults_loses_no_wake_up(
+    seed: int,
+) -> None:
+    limiter = ConcurrencyLimiter(3)
+    inside = ThreadInside()
+    node_inside = ThreadInside()
+    operations = 1_200
+
+    class Capped(AsyncBaseNode):
+        max_concurrency = 2
+
+        async def execute(self, state: RunState) -> RunState:
+            node_inside.enter()
+            try:
+                await asyncio.sleep(0.001)
+            finally:
+                node_inside.leave()
+            return {"result": state["run"]}
+
+    builder = StateGraph(RunState)
+    builder.add_node("capped", Capped())
+    builder.add_edge(START, "capped")
+    builder.add_edge("capped", END)
+    graph = builder.compile()  # one node instance, one slot limiter, shared by every loop
+
+    async def work(number: int, fail: bool) -> str:
+        inside.enter()
+        try:
+            await asyncio.sleep(0.001 * (number % 2))
+            if fail:
+                raise Boom(number)
+        finally:
+            inside.leave()
+        return "ok"
+
+    async def one_thread(index: int) -> None:
+        rng = random.Random(seed * 10 + index)
+        kinds = {"ok": 30, "error": 10, "timeout": 15, "manual": 20, "graph": 25}
+        plan = [fates(rng, kinds) for _ in range(operations)]
+
+        async def operation(number: int) -> str:
+            kind = plan[number]
+            if kind == "graph":
+                final = await graph.ainvoke({"run": number})
+                return "ok" if final["result"] == number else "wrong"
+            if kind == "timeout":
+                try:
+                    async with asyncio.timeout(0.0005), limiter:
+                        return await work(number, False)
+                except TimeoutError:
+                    return "timed out"
+            if kind == "manual":
+                await limiter.acquire()
+                try:
+                    return await work(number, False)
+                finally:
+                    await limiter.release()
+            async with limiter:
+                return await work(number, kind == "error")
+
+        # A lost wake-up leaves a waiter asleep: the guard fails the run instead.
+        async with asyncio.timeout(120):
+            driven = await drive(
+                rng, operations, operation, at_once=20, cancel_share=0.15, cancel_within=0.003
+            )
+        for outcome in driven.outcomes(seed):
+            assert outcome in ("ok", "timed out") or isinstance(outcome, Boom), (
+                f"seed={seed} thread={index}: {outcome!r}"
+            )
+
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            asyncio.run(one_thread(index))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == [], f"seed={seed}: {errors!r}"
+    assert inside.peak <= limiter.limit, f"seed={seed}: peak {inside.peak}"
+    assert node_inside.peak <= 2, f"seed={seed}: node peak {node_inside.peak}"
+    statistics = limiter.statistics()
+    assert (statistics.in_use, statistics.waiting) == (0, 0), f"seed={seed}: {statistics}"
+    assert statistics.granted == inside.entered, f"seed={seed}: a permit was granted unused"
