@@ -623,7 +623,7 @@ async def test_fan_outs_under_faults_propagate_control_flow_and_start_each_item_
     seed: int,
 ) -> None:
     rng = random.Random(seed)
-    runs = 90
+    runs = 240
     plans = {run: FanPlan(rng, run) for run in range(runs)}
     watch = FanWatch()
     builder = StateGraph(FanState)
