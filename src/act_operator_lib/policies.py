@@ -70,6 +70,11 @@ async def call_with_policies(
         max_concurrency: A limiter shared by the callers (e.g. ``ConcurrencyLimiter(5)``);
             each attempt holds one of its slots.
 
+    Raises:
+        FunctionNotAsyncError: ``fn()`` returned something that cannot be awaited
+            (never retried).
+        TypeError, ValueError: a bad argument, before any attempt.
+
     Example::
 
         result = await call_with_policies(lambda: fetch(url), timeout=5,

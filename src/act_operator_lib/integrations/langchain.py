@@ -155,6 +155,11 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
       estimate, since the server may have charged it.
 
     Bind tools with `bind_tools` on this object (the budget stays on the result).
+    Bad arguments are refused when it is made: a ``model`` that is not a Runnable or
+    a ``limiter`` without ``reserve`` (`TypeError`), an ``estimate`` that is not an
+    int (`TypeError`) or is below 0 (`ValueError`), a ``rate`` that is not a str
+    (`TypeError`) or, for a limiter listing its ``rates``, not one of them
+    (`ValueError`).
     """
 
     def __init__(
