@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
@@ -52,12 +53,15 @@ from act_operator_lib import (
     map_concurrent,
     map_durable,
     relay_tokens,
+    retry_after,
     run_async,
     run_sync,
 )
+from act_operator_lib._retry_after import MAX_RETRY_AFTER
 from act_operator_lib.bridge import set_thread_limit
 from act_operator_lib.cache import CacheBackend, MemoryCacheBackend, RedisCacheBackend
 from act_operator_lib.diagnostics import BlockDetector, set_block_detection
+from act_operator_lib.integrations.langchain import LangChainRateLimiter, with_token_budget
 from act_operator_lib.limits import MultiRateLimiter, Rate, RedisMultiRateLimiter
 from act_operator_lib.observability import add_observer, set_tracer_provider
 from act_operator_lib.resources import (
@@ -209,6 +213,25 @@ async def settle_twice() -> None:
 async def settle_negative() -> None:
     reservation = await MultiRateLimiter(tokens=Rate(100)).reserve(tokens=10)
     await reservation.settle(tokens=-5)
+
+
+async def settle_after_its_block() -> None:
+    async with MultiRateLimiter(tokens=Rate(100)).reserve(tokens=10) as reservation:
+        pass
+    await reservation.settle(tokens=5)
+
+
+async def settle_before_the_grant() -> None:
+    await MultiRateLimiter(tokens=Rate(100)).reserve(tokens=10).settle(tokens=5)
+
+
+async def settle_an_unknown_rate() -> None:
+    reservation = await MultiRateLimiter(tokens=Rate(100)).reserve(tokens=10)
+    await reservation.settle(images=5)
+
+
+def token_budget() -> MultiRateLimiter:
+    return MultiRateLimiter(requests=Rate(500, per=60), tokens=Rate(90_000, per=60))
 
 
 async def run_node_sync_inside_a_loop() -> Any:
@@ -515,6 +538,94 @@ ROWS = [
         TypeError,
         ("key", "must be a str"),
     ),
+    Row(
+        "limits",
+        "RateLimiter.pause",
+        "RateLimiter(5).pause(float('nan'))",
+        lambda: RateLimiter(5).pause(float("nan")),
+        ValueError,
+        ("RateLimiter.pause(seconds=nan)", "finite number >= 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.pause",
+        "MultiRateLimiter(tokens=Rate(100)).pause(-1)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).pause(-1),
+        ValueError,
+        ("MultiRateLimiter.pause(seconds=-1)", "finite number >= 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.pause",
+        "MultiRateLimiter(tokens=Rate(100)).pause('1')",
+        lambda: MultiRateLimiter(tokens=Rate(100)).pause("1"),
+        TypeError,
+        ("MultiRateLimiter.pause(seconds='1')", "must be a number"),
+    ),
+    Row(
+        "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(url, 'k', 5).pause('x')",
+        lambda: RedisRateLimiter(REDIS, "k", 5).pause("x"),
+        TypeError,
+        ("RedisRateLimiter.pause(seconds='x')", "must be a number"),
+    ),
+    Row(
+        "limits",
+        "RedisConcurrencyLimiter",
+        "RedisConcurrencyLimiter(url, 'k', 2).pause(-1)",
+        lambda: RedisConcurrencyLimiter(REDIS, "k", 2).pause(-1),
+        ValueError,
+        ("RedisConcurrencyLimiter.pause(seconds=-1)", "finite number >= 0"),
+    ),
+    Row(
+        "limits",
+        "Rate",
+        "Rate(5, per=0)",
+        lambda: Rate(5, per=0),
+        ValueError,
+        ("Rate(per=0)", "finite number above 0"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.reserve",
+        "limiter.reserve(tokens=1.5)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).reserve(tokens=1.5),
+        TypeError,
+        ("MultiRateLimiter.reserve(tokens=1.5)", "must be an int"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter.reserve",
+        "limiter.reserve(tokens=1000) (above the rate's limit of 100)",
+        lambda: MultiRateLimiter(tokens=Rate(100)).reserve(tokens=1000),
+        ValueError,
+        ("MultiRateLimiter.reserve(tokens=1000)", "at most the rate's max_cost 100"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(...) after its async with block",
+        settle_after_its_block,
+        RuntimeError,
+        ("is closed", "before its async with block ends"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(...) before the grant",
+        settle_before_the_grant,
+        RuntimeError,
+        ("was not granted yet", "await it first"),
+    ),
+    Row(
+        "limits",
+        "Reservation.settle",
+        "reservation.settle(images=5)",
+        settle_an_unknown_rate,
+        TypeError,
+        ("Reservation.settle(images=...)", "must name one of the rates (tokens)"),
+    ),
     # act_operator_lib.concurrency
     Row(
         "concurrency",
@@ -635,6 +746,46 @@ ROWS = [
         lambda: first_completed(5),
         TypeError,
         ("argument 0 is int", "Pass `fetch()`, not `fetch`"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, items, limit=1, retry=5)",
+        lambda: map_concurrent(double, [1], limit=1, retry=5),
+        TypeError,
+        ("map_concurrent", "retry", "RetryPolicy(max_attempts=3)"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(fn, items, limit=1, retry=[])",
+        lambda: map_concurrent(double, [1], limit=1, retry=[]),
+        TypeError,
+        ("map_concurrent", "retry", "non-empty"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(..., retry=RetryPolicy(max_attempts=0))",
+        lambda: map_concurrent(double, [1], limit=1, retry=RetryPolicy(max_attempts=0)),
+        ValueError,
+        ("map_concurrent", "retry.max_attempts", "at least 1"),
+    ),
+    Row(
+        "concurrency",
+        "map_concurrent",
+        "map_concurrent(..., retry=RetryPolicy(initial_interval=-1))",
+        lambda: map_concurrent(double, [1], limit=1, retry=RetryPolicy(initial_interval=-1)),
+        ValueError,
+        ("map_concurrent", "retry.initial_interval", "at least 0"),
+    ),
+    Row(
+        "concurrency",
+        "as_completed",
+        "as_completed(fn, items, limit=1, retry=[5])",
+        lambda: drain(as_completed(double, [1], limit=1, retry=[5])),
+        TypeError,
+        ("as_completed", "retry", "RetryPolicy objects", "got int"),
     ),
     # act_operator_lib.durable
     Row(
@@ -776,6 +927,16 @@ ROWS = [
         lambda: forget_durable(store=InMemoryStore(), namespace=5),
         TypeError,
         ("namespace", "a str or a tuple of str"),
+    ),
+    Row(
+        "durable",
+        "map_durable",
+        "map_durable(..., retry=5)",
+        lambda: map_durable(
+            double, [1], key=str, limit=1, store=InMemoryStore(), namespace="n", retry=5
+        ),
+        TypeError,
+        ("map_durable", "retry", "RetryPolicy(max_attempts=3)"),
     ),
     # act_operator_lib.resources
     Row(
@@ -971,6 +1132,38 @@ ROWS = [
         lambda: write_bytes(UNUSED_FILE, "text"),
         TypeError,
         ("data", "must be bytes", "write_text()"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(rate_limiter=5)",
+        lambda: HTTPResource(rate_limiter=5),
+        TypeError,
+        ("HTTPResource(rate_limiter=...)", "await rate_limiter.acquire()", "RateLimiter(20)"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(retry=5)",
+        lambda: HTTPResource(retry=5),
+        TypeError,
+        ("HTTPResource(retry=...)", "RetryPolicy(max_attempts=5)", "got int"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(retry=[])",
+        lambda: HTTPResource(retry=[]),
+        TypeError,
+        ("HTTPResource(retry=...)", "non-empty sequence", "got []"),
+    ),
+    Row(
+        "resources",
+        "HTTPResource",
+        "HTTPResource(retry=RetryPolicy(max_attempts=0))",
+        lambda: HTTPResource(retry=RetryPolicy(max_attempts=0)),
+        ValueError,
+        ("HTTPResource(retry.max_attempts=0)", "at least 1"),
     ),
     # act_operator_lib.bridge
     Row(
@@ -1171,6 +1364,105 @@ ROWS = [
         lambda: call_with_policies(5),  # type: ignore[arg-type]
         TypeError,
         ("call_with_policies(fn=...)", "lambda: client.get(url)"),
+    ),
+    Row(
+        "policies",
+        "call_with_policies",
+        "call_with_policies(fn, retry=5)",
+        lambda: call_with_policies(async_fn, retry=5),
+        TypeError,
+        ("call_with_policies", "retry", "RetryPolicy(max_attempts=3)"),
+    ),
+    Row(
+        "policies",
+        "call_with_policies",
+        "call_with_policies(fn, timeout=0)",
+        lambda: call_with_policies(async_fn, timeout=0),
+        ValueError,
+        ("call_with_policies(timeout=0)", "finite number above 0"),
+    ),
+    Row(
+        "policies",
+        "call_with_policies",
+        "call_with_policies(fn, rate_limiter=5)",
+        lambda: call_with_policies(async_fn, rate_limiter=5),
+        TypeError,
+        ("call_with_policies", "rate_limiter", "RateLimiter(10)"),
+    ),
+    Row(
+        "policies",
+        "call_with_policies",
+        "call_with_policies(lambda: sync_function())",
+        lambda: call_with_policies(lambda: sync_function()),
+        FunctionNotAsyncError,
+        ("call_with_policies(fn=...)", "must return an awaitable", "run_sync"),
+    ),
+    # act_operator_lib.integrations.langchain
+    Row(
+        "integrations.langchain",
+        "LangChainRateLimiter",
+        "LangChainRateLimiter(5)",
+        lambda: LangChainRateLimiter(5),
+        TypeError,
+        ("LangChainRateLimiter(limiter=...)", "await limiter.acquire()", "RateLimiter(40)"),
+    ),
+    Row(
+        "integrations.langchain",
+        "with_token_budget",
+        "with_token_budget(5, budget)",
+        lambda: with_token_budget(5, token_budget()),
+        TypeError,
+        ("with_token_budget(model=...)", "LangChain chat model"),
+    ),
+    Row(
+        "integrations.langchain",
+        "with_token_budget",
+        "with_token_budget(model, RateLimiter(5))",
+        lambda: with_token_budget(fake_chat_model(["hi"]), RateLimiter(5)),
+        TypeError,
+        ("with_token_budget(limiter=...)", "MultiRateLimiter(", "got RateLimiter"),
+    ),
+    Row(
+        "integrations.langchain",
+        "with_token_budget",
+        "with_token_budget(model, budget, estimate=-1)",
+        lambda: with_token_budget(fake_chat_model(["hi"]), token_budget(), estimate=-1),
+        ValueError,
+        ("with_token_budget(estimate=...)", "int >= 0"),
+    ),
+    Row(
+        "integrations.langchain",
+        "with_token_budget",
+        "with_token_budget(model, budget, estimate='5')",
+        lambda: with_token_budget(fake_chat_model(["hi"]), token_budget(), estimate="5"),
+        TypeError,
+        ("with_token_budget(estimate=...)", "int >= 0", "got str"),
+    ),
+    Row(
+        "integrations.langchain",
+        "with_token_budget",
+        "with_token_budget(model, budget, rate=5)",
+        lambda: with_token_budget(fake_chat_model(["hi"]), token_budget(), rate=5),
+        TypeError,
+        ("with_token_budget(rate=...)", "'tokens'", "got int"),
+    ),
+    Row(
+        "integrations.langchain",
+        "with_token_budget",
+        "with_token_budget(model, budget, rate='toks')",
+        lambda: with_token_budget(fake_chat_model(["hi"]), token_budget(), rate="toks"),
+        ValueError,
+        ("with_token_budget(rate='toks')", "one of the limiter's rates ('requests', 'tokens')"),
+    ),
+    Row(
+        "integrations.langchain",
+        "TokenBudgetModel.ainvoke",
+        "with_token_budget(model, budget, estimate=lambda _: -5).ainvoke('hi')",
+        lambda: with_token_budget(
+            fake_chat_model(["hi"]), token_budget(), estimate=lambda _: -5
+        ).ainvoke("hi"),
+        ValueError,
+        ("with_token_budget(estimate=...)", "must return an int >= 0", "got -5"),
     ),
     # act_operator_lib.diagnostics
     Row(
@@ -1458,3 +1750,48 @@ def test_reliability_table_lists_every_row() -> None:
 def test_row_ids_are_unique() -> None:
     ids = [row.invalid_input for row in ROWS]
     assert len(ids) == len(set(ids))
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """One row of "Documented fallbacks": a 429 with ``headers`` gives ``seconds``."""
+
+    headers: tuple[tuple[str, str], ...]
+    seconds: float | None
+
+    def markdown(self) -> str:
+        sent = "; ".join(f"{name}: {value}" for name, value in self.headers)
+        return f"| `{sent}` | `{self.seconds}` |"
+
+
+FALLBACKS = [
+    Fallback((("retry-after", "soon"),), None),
+    Fallback((("retry-after", "-5"),), None),
+    Fallback((("retry-after", "nan"),), None),
+    Fallback((("retry-after", "86400"),), MAX_RETRY_AFTER),
+    Fallback((("retry-after", "Fri, 31 Dec 2100 23:59:59 GMT"),), MAX_RETRY_AFTER),
+    Fallback((("retry-after", "Thu, 01 Jan 1970 00:00:00 GMT"),), 0.0),
+    Fallback((("retry-after", "Fri, 31 Dec 2100 23:59:59"),), None),
+    Fallback((("retry-after-ms", "inf"), ("retry-after", "2")), 2.0),
+    Fallback((("x-ratelimit-reset-tokens", "6m0s"),), MAX_RETRY_AFTER),
+    Fallback((("x-ratelimit-reset-requests", "1d"),), None),
+    Fallback((("x-ratelimit-reset-requests", "1s2x"), ("x-ratelimit-reset-tokens", "20ms")), 0.02),
+]
+
+
+@pytest.mark.parametrize("row", FALLBACKS, ids=[row.markdown() for row in FALLBACKS])
+def test_a_retry_after_that_cannot_be_honoured_gets_its_documented_fallback(
+    row: Fallback,
+) -> None:
+    request = httpx.Request("GET", "http://127.0.0.1/")
+    response = httpx.Response(429, headers=list(row.headers), request=request)
+    error = httpx.HTTPStatusError("429", request=request, response=response)
+
+    assert retry_after(error) == row.seconds
+
+
+def test_reliability_fallback_table_lists_every_row() -> None:
+    text = (Path(__file__).parent.parent / "docs" / "reliability.md").read_text()
+    section = text.split("## Documented fallbacks", 1)[1].split("\n## ", 1)[0]
+    table_lines = {line for line in section.splitlines() if line.startswith("| `")}
+    assert table_lines == {row.markdown() for row in FALLBACKS}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import uuid
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from tests._reliability import Inside, assert_no_new_tasks
+from tests._reliability import SEEDS, Boom, Inside, assert_no_new_tasks, drive
 
 from act_operator_lib import LimiterUnavailableError, RedisConcurrencyLimiter, RedisRateLimiter
 from act_operator_lib.cache import RedisCacheBackend
@@ -442,3 +443,147 @@ async def test_a_primary_refusing_writes_for_want_of_replicas_counts_as_unavaila
         await limiter.aclose()
         await fallback.aclose()
         await admin.aclose()
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=[f"seed={seed}" for seed in SEEDS])
+def test_limiters_and_cache_under_faults_work_under_one_event_loop_after_another(
+    seed: int, redis_url: str
+) -> None:
+    """Built once from a URL, then used under six `asyncio.run` in turn (as pytest,
+    CLIs and workers do), each with errors, timeouts and cancelled callers; with
+    ``on_unavailable="fail"``, so a client left on a closed loop would surface."""
+    rng = random.Random(seed)
+    key = f"test:act_operator_lib:reliability-loops:{uuid.uuid4().hex}"
+    rate = RedisRateLimiter(redis_url, f"{key}:rate", 5_000, timeout=5)
+    concurrency = RedisConcurrencyLimiter(redis_url, f"{key}:slots", 3, timeout=5)
+    cache = RedisCacheBackend(redis_url, f"{key}:cache:", timeout=5)
+    inside = Inside()
+    kinds = ["ok", "error", "timeout", "cache"]
+
+    async def one_loop(round_: int) -> None:
+        plan = [
+            (rng.choices(kinds, weights=[45, 15, 20, 20])[0], rng.randint(0, 2) / 1000)
+            for _ in range(150)
+        ]
+        before = asyncio.all_tasks()
+
+        async def operation(number: int) -> str:
+            kind, seconds = plan[number]
+            if kind == "cache":
+                await cache.set(f"entry-{number % 7}", [round_, number], ttl=60)
+                found, value = await cache.get(f"entry-{number % 7}")
+                return "ok" if found and value[0] == round_ else f"stale {value!r}"
+            try:
+                async with asyncio.timeout(0.002 if kind == "timeout" else None):
+                    await rate.acquire()
+                    async with concurrency:
+                        inside.enter()
+                        try:
+                            assert inside.now <= concurrency.limit, f"seed={seed}"
+                            await asyncio.sleep(seconds)
+                            if kind == "error":
+                                raise Boom(number)
+                        finally:
+                            inside.leave()
+            except TimeoutError:
+                return "timed out"
+            return "ok"
+
+        async with asyncio.timeout(GUARD):
+            driven = await drive(
+                rng, len(plan), operation, at_once=10, cancel_share=0.15, cancel_within=0.003
+            )
+        for outcome in driven.outcomes(seed):
+            assert outcome in ("ok", "timed out") or isinstance(outcome, Boom), (
+                f"seed={seed} loop={round_}: {outcome!r}"
+            )
+        statistics = concurrency.statistics()
+        assert (statistics.in_use, statistics.waiting) == (0, 0), f"seed={seed}: {statistics}"
+        assert_no_new_tasks(before, seed)
+
+    async def close_and_count() -> int:
+        await rate.aclose()
+        await concurrency.aclose()  # waits for the releases of cancelled holders
+        await cache.aclose()
+        admin = Redis.from_url(redis_url)
+        try:
+            holders = int(await admin.zcard(f"{key}:slots:holders"))
+            names = [name async for name in admin.scan_iter(match=f"{key}*")]
+            if names:
+                await admin.delete(*names)
+        finally:
+            await admin.aclose()
+        return holders
+
+    for round_ in range(6):
+        asyncio.run(one_loop(round_))
+    assert asyncio.run(close_and_count()) == 0, f"seed={seed}: permits left on the server"
+    assert inside.entered > 0, f"seed={seed}"
+
+
+async def hold_until(
+    limiter: RedisConcurrencyLimiter, entered: asyncio.Event, leave: asyncio.Event
+) -> None:
+    async with limiter:
+        entered.set()
+        await leave.wait()
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=[f"seed={seed}" for seed in SEEDS])
+async def test_leases_through_outages_and_recoveries_are_released_where_granted(
+    seed: int, own_redis: OwnRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds of: Redis stops, callers get in by the fallback; Redis comes back,
+    callers of this process and of another (a second limiter on the key, as another
+    process would be) get in through Redis; the fallback's callers leave in a seeded
+    order. Redis must count exactly the callers it let in at every step: a fallback
+    caller leaving never frees another caller's lease."""
+    monkeypatch.setattr(_redis_base, "_RETRY_REDIS_AFTER", 0.0)  # ask Redis again at once
+    rng = random.Random(seed)
+    limit = 3
+    on_unavailable: OnUnavailable = rng.choice(["allow", "local"])
+    here = RedisConcurrencyLimiter(
+        own_redis.url, "leases", limit, timeout=0.3, on_unavailable=on_unavailable
+    )
+    other = RedisConcurrencyLimiter(own_redis.url, "leases", limit, timeout=0.3)
+    try:
+        async with asyncio.timeout(GUARD):
+            for round_ in range(3):
+                where = f"seed={seed} round={round_} {on_unavailable}"
+                await own_redis.stop()
+                early = rng.randint(1, 2)
+                entered = [asyncio.Event() for _ in range(early)]
+                leave = [asyncio.Event() for _ in range(early)]
+
+                outage = [
+                    asyncio.create_task(hold_until(here, entered[n], leave[n]))
+                    for n in range(early)
+                ]
+                for event in entered:
+                    await event.wait()
+                await own_redis.start()
+                admin = Redis.from_url(own_redis.url)
+                try:
+                    ours = rng.randint(1, limit - early)
+                    for _ in range(ours):
+                        await here.acquire()
+                    theirs = rng.randint(0, limit - ours)
+                    for _ in range(theirs):
+                        await other.acquire()
+                    assert await admin.zcard("leases:holders") == ours + theirs, where
+                    for number in rng.sample(range(early), early):
+                        leave[number].set()
+                        await outage[number]
+                        assert await admin.zcard("leases:holders") == ours + theirs, (
+                            f"{where}: a caller let in by the fallback freed a lease"
+                        )
+                    for _ in range(ours):
+                        await here.release()
+                    for _ in range(theirs):
+                        await other.release()
+                    assert await admin.zcard("leases:holders") == 0, where
+                finally:
+                    await admin.aclose()
+    finally:
+        await here.aclose()
+        await other.aclose()

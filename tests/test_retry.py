@@ -19,6 +19,7 @@ import act_operator_lib
 from act_operator_lib import (
     CallTimeoutError,
     ConcurrencyLimiter,
+    FunctionNotAsyncError,
     NodeResultError,
     NodeTimeoutError,
     RateLimiter,
@@ -348,6 +349,19 @@ async def test_call_with_policies_retries_a_single_call_and_returns_its_result()
 
     assert result == "done"
     assert attempt.started[1] - attempt.started[0] == 2
+
+
+async def test_call_with_policies_names_a_sync_function_and_never_retries_it() -> None:
+    calls = 0
+
+    def not_async() -> int:
+        nonlocal calls
+        calls += 1
+        return 1
+
+    with pytest.raises(FunctionNotAsyncError, match=r"call_with_policies\(fn=\.\.\.\)"):
+        await call_with_policies(not_async, retry=RetryPolicy(retry_on=Exception))  # type: ignore[arg-type]
+    assert calls == 1
 
 
 @pytest.mark.looptime

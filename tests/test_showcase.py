@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 from examples.showcase.cli import INTERRUPTED, Options, Outcome, run_showcase
+from examples.showcase.nodes import _markdown
 from examples.showcase.server import ApiServer, ServerProfile
 from rich.console import Console
 
 REPOSITORY = Path(__file__).resolve().parent.parent
+UNROUNDED = re.compile(r"\d\.\d{3,}")
+"""A float printed with more than two decimals (report.md rounds every figure)."""
 
 # Quick, but still misbehaving: with this seed the first 60 answers include 500s,
 # 503s with Retry-After and a hang, whatever the order the requests arrive in.
@@ -83,7 +86,9 @@ async def test_showcase_fetches_stores_and_reports_every_item(
     report = json.loads((tmp_path / ".demo" / "report.json").read_text())
     assert report["thread_id"] == outcome.thread_id
     assert report["fetch"]["ok"] == 60
-    assert (tmp_path / ".demo" / "report.md").read_text().startswith("# Showcase report")
+    markdown = (tmp_path / ".demo" / "report.md").read_text()
+    assert markdown.startswith("# Showcase report")
+    assert not UNROUNDED.search(markdown), markdown
     assert "Showcase PASS" in output
 
 
@@ -202,3 +207,30 @@ async def test_showcase_stores_rows_and_checkpoints_in_postgresql(
     assert rows == 30
     assert checkpoints > 0
     assert not (tmp_path / ".demo" / "showcase.sqlite").exists()
+
+
+def test_the_markdown_report_rounds_every_figure_as_the_console_summary_does() -> None:
+    figures = {
+        "total": 3,
+        "ok": 3,
+        "seconds": 1.2345678901234,
+        "rate": 48.61111111111111,
+        "latency_p50": 0.012345678,
+        "latency_p95": None,
+    }
+    content = {
+        "thread_id": "t",
+        "fetch": figures,
+        "stored": {"rows": 3, "backend": "sqlite"},
+        "failures": {},
+        "top_words": [],
+    }
+
+    markdown = _markdown(content)
+
+    assert not UNROUNDED.search(markdown), markdown
+    assert "| seconds | 1.2 s |" in markdown
+    assert "| rate | 48.6/s |" in markdown
+    assert "| latency_p50 | 12 ms |" in markdown
+    assert "| latency_p95 | - |" in markdown
+    assert "| total | 3 |" in markdown

@@ -350,6 +350,21 @@ def _percentile(values: list[float], percent: int) -> float | None:
     return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
 
 
+def _figure(key: str, value: object) -> str:
+    """A fetch figure as the console summary shows it: no float with 16 digits."""
+    if value is None:
+        return "-"
+    if not isinstance(value, float):
+        return str(value)
+    if key.startswith("latency_"):
+        return f"{value * 1000:.0f} ms"
+    if key == "seconds":
+        return f"{value:.1f} s"
+    if key == "rate":
+        return f"{value:.1f}/s"
+    return f"{value:.2f}"
+
+
 def _markdown(content: dict[str, Any]) -> str:
     fetch = content["fetch"] or {}
     lines = [
@@ -360,7 +375,7 @@ def _markdown(content: dict[str, Any]) -> str:
         "| Figure | Value |",
         "|---|---|",
     ]
-    lines += [f"| {key} | {value} |" for key, value in fetch.items()]
+    lines += [f"| {key} | {_figure(key, value)} |" for key, value in fetch.items()]
     stored = content["stored"] or {}
     lines += ["", f"Rows stored: {stored.get('rows', 0)} in {stored.get('backend', '-')}", ""]
     if content["failures"]:

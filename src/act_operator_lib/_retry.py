@@ -30,6 +30,7 @@ from langgraph.types import RetryPolicy
 
 from act_operator_lib._errors import (
     ActOperatorError,
+    FunctionNotAsyncError,
     NodeDefinitionError,
     NodeResultError,
 )
@@ -48,7 +49,7 @@ T = TypeVar("T")
 
 # Never retried, whatever `retry_on` says: LangGraph control flow (interrupt(),
 # Command(graph=PARENT), drain) and the library's own "fix your code" errors.
-_NEVER_RETRIED = (GraphBubbleUp, NodeDefinitionError, NodeResultError)
+_NEVER_RETRIED = (GraphBubbleUp, NodeDefinitionError, NodeResultError, FunctionNotAsyncError)
 
 # LangGraph's own default `retry_on`, which retries LangGraph's timeout errors.
 _DEFAULT_RETRY_ON: Any = RetryPolicy._field_defaults["retry_on"]

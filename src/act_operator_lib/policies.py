@@ -19,13 +19,14 @@ after the delay a Retry-After asks for (`retry_after`) when there is one::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
-from act_operator_lib._errors import CallTimeoutError
+from act_operator_lib._errors import CallTimeoutError, FunctionNotAsyncError
 from act_operator_lib._policies import (
     resolve_concurrency_limiter,
     resolve_rate_limiter,
@@ -69,6 +70,11 @@ async def call_with_policies(
         max_concurrency: A limiter shared by the callers (e.g. ``ConcurrencyLimiter(5)``);
             each attempt holds one of its slots.
 
+    Raises:
+        FunctionNotAsyncError: ``fn()`` returned something that cannot be awaited
+            (never retried).
+        TypeError, ValueError: a bad argument, before any attempt.
+
     Example::
 
         result = await call_with_policies(lambda: fetch(url), timeout=5,
@@ -91,4 +97,16 @@ async def call_with_policies(
         rate_limiter=resolve_rate_limiter(_OWNER, "rate_limiter", rate_limiter),
         concurrency_limiter=resolve_concurrency_limiter(_OWNER, "max_concurrency", max_concurrency),
     )
-    return await run_attempts(policy, fn, timeout_error=CallTimeoutError)
+
+    async def attempt() -> T:
+        call = fn()
+        if not inspect.isawaitable(call):
+            name = getattr(fn, "__qualname__", type(fn).__name__)
+            raise FunctionNotAsyncError(
+                f"{_OWNER}(fn=...) must return an awaitable, but {name}() returned "
+                f"{type(call).__name__}: pass `lambda: client.get(url)` for an async call, "
+                "or `lambda: run_sync(function)` to run a blocking one in a thread"
+            )
+        return await call
+
+    return await run_attempts(policy, attempt, timeout_error=CallTimeoutError)

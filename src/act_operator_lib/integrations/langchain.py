@@ -19,7 +19,7 @@ thread (`run_async`); limiters may be shared by sync and async callers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import LanguageModelInput
@@ -155,6 +155,11 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
       estimate, since the server may have charged it.
 
     Bind tools with `bind_tools` on this object (the budget stays on the result).
+    Bad arguments are refused when it is made: a ``model`` that is not a Runnable or
+    a ``limiter`` without ``reserve`` (`TypeError`), an ``estimate`` that is not an
+    int (`TypeError`) or is below 0 (`ValueError`), a ``rate`` that is not a str
+    (`TypeError`) or, for a limiter listing its ``rates``, not one of them
+    (`ValueError`).
     """
 
     def __init__(
@@ -176,9 +181,12 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
                 "`reserve(tokens=...)`, e.g. MultiRateLimiter(requests=Rate(500, per=60), "
                 f"tokens=Rate(90_000, per=60)), got {type(limiter).__name__}."
             )
-        if not callable(estimate) and (
-            isinstance(estimate, bool) or not isinstance(estimate, int) or estimate < 0
-        ):
+        if not callable(estimate) and (isinstance(estimate, bool) or not isinstance(estimate, int)):
+            raise TypeError(
+                "with_token_budget(estimate=...) must be an int >= 0 (tokens per call) or a "
+                f"function of the call's input returning one, got {type(estimate).__name__}."
+            )
+        if not callable(estimate) and estimate < 0:
             raise ValueError(
                 "with_token_budget(estimate=...) must be an int >= 0 (tokens per call) or a "
                 f"function of the call's input returning one, got {estimate!r}."
@@ -187,6 +195,14 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
             raise TypeError(
                 "with_token_budget(rate=...) must be the name of the limiter's token rate, "
                 f"e.g. 'tokens', got {type(rate).__name__}."
+            )
+        # A limiter that tells its rates (MultiRateLimiter) is checked now, not at the
+        # first call, which would name `reserve` instead of this argument.
+        rates = getattr(limiter, "rates", None)
+        if isinstance(rates, Mapping) and rate not in rates:
+            raise ValueError(
+                f"with_token_budget(rate={rate!r}) must name one of the limiter's rates "
+                f"({', '.join(map(repr, rates))}), got {rate!r}."
             )
         self.model = model
         self.limiter = limiter

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from langgraph.types import RetryPolicy
 
 from act_operator_lib._extras import require
+from act_operator_lib._policies import resolve_retry
 from act_operator_lib.limits._protocols import SupportsAcquire
 from act_operator_lib.resources._core import Resource
 
@@ -147,17 +148,22 @@ def _retry_policies(retry: object) -> tuple[RetryPolicy, ...]:
     if retry is None:
         return ()
     if isinstance(retry, RetryPolicy):
-        return (retry,)
-    if (
+        policies: tuple[RetryPolicy, ...] = (retry,)
+    elif (
         isinstance(retry, Sequence)
         and not isinstance(retry, str)
+        and retry
         and all(isinstance(policy, RetryPolicy) for policy in retry)
     ):
-        return tuple(retry)
-    raise TypeError(
-        "HTTPResource(retry=...) must be a langgraph RetryPolicy or a sequence of them, "
-        f"e.g. RetryPolicy(max_attempts=5), got {type(retry).__name__}."
-    )
+        policies = tuple(retry)
+    else:
+        shown = f"{retry!r}" if isinstance(retry, Sequence) else type(retry).__name__
+        raise TypeError(
+            "HTTPResource(retry=...) must be a langgraph RetryPolicy or a non-empty sequence "
+            f"of them, e.g. RetryPolicy(max_attempts=5), got {shown}."
+        )
+    # The fields too (max_attempts=0, a negative interval), as map_concurrent checks them.
+    return resolve_retry("HTTPResource", policies)
 
 
 def _is_http_url(url: object) -> bool:
