@@ -7,6 +7,7 @@ Import the base classes from here or from their modules (the guide's
 """
 
 import logging as _logging
+from importlib import metadata as _metadata
 
 from act_operator_lib._errors import (
     ActOperatorError,
@@ -59,7 +60,7 @@ from act_operator_lib.resources import (
 )
 from act_operator_lib.streaming import CustomStream, NodeRuntime, emit, heartbeat, relay_tokens
 
-__version__ = "0.1.0"
+__version__ = _metadata.version("act-operator-lib")
 
 __all__ = [
     "ActOperatorError",

@@ -36,7 +36,7 @@ import time
 import warnings
 import weakref
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "BlockDetector",
@@ -464,10 +464,22 @@ def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) 
     default_detection.threshold = float(threshold)
 
 
-def _sample(top: FrameType) -> _Sample:
-    # Imported here: base_node imports this module to start the default detector.
-    from act_operator_lib.base_node import AsyncBaseNode, BaseNode
+class _Node(Protocol):
+    @property
+    def observed_name(self) -> str: ...
 
+
+NODE_CLASSES: tuple[type[_Node], ...] = ()
+"""The node base classes, given by `recognise_nodes` (base_node imports this module)."""
+
+
+def recognise_nodes(*classes: type[_Node]) -> None:
+    """Name the node base classes whose frames a block is blamed on."""
+    global NODE_CLASSES
+    NODE_CLASSES = classes
+
+
+def _sample(top: FrameType) -> _Sample:
     node: str | None = None
     node_frame: FrameType | None = None
     frame: FrameType | None = top
@@ -475,7 +487,7 @@ def _sample(top: FrameType) -> _Sample:
         code = frame.f_code
         if code.co_argcount and code.co_varnames[0] == "self":
             owner: Any = frame.f_locals.get("self")
-            if isinstance(owner, AsyncBaseNode | BaseNode):
+            if isinstance(owner, NODE_CLASSES):
                 node, node_frame = owner.observed_name, frame
                 break
         frame = frame.f_back

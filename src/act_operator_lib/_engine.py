@@ -53,7 +53,7 @@ from act_operator_lib import streaming
 from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
 from act_operator_lib._policies import resolve_retry
 from act_operator_lib._retry import CallPolicy, run_attempts
-from act_operator_lib.limits._protocols import SupportsAcquire
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = ["LOGGER", "PROGRESS_INTERVAL", "Run", "cancel_and_wait", "check_timeout"]
 

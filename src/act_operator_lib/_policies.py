@@ -20,8 +20,8 @@ from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from act_operator_lib._errors import NodeDefinitionError
 from act_operator_lib._retry import CallPolicy
-from act_operator_lib.limits._arguments import positive_integer, positive_number
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
+from act_operator_lib._validation import positive_integer, positive_number
+from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 
 __all__ = [
     "ASYNC_ONLY_POLICIES",
@@ -269,6 +269,6 @@ def resolve_concurrency_limiter(owner: str, name: str, value: object) -> Support
             "ConcurrencyLimiter (anything with acquire() and release()), got "
             f"{type(value).__name__}."
         )
-    from act_operator_lib.limits._concurrency import ConcurrencyLimiter
+    from act_operator_lib.limits import ConcurrencyLimiter
 
     return ConcurrencyLimiter(positive_integer(owner, name, value))

@@ -34,7 +34,7 @@ from act_operator_lib._errors import (
     NodeResultError,
 )
 from act_operator_lib._retry_after import retry_after
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause, SupportsRelease
+from act_operator_lib.limits import SupportsAcquire, SupportsPause, SupportsRelease
 
 __all__ = [
     "AttemptObserver",

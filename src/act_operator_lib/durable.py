@@ -41,7 +41,7 @@ from act_operator_lib._errors import (
     RecordedItemError,
     ResultNotSerializableError,
 )
-from act_operator_lib.limits._protocols import SupportsAcquire
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = ["NAMESPACE_ROOT", "forget_durable", "map_durable"]
 

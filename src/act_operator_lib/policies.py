@@ -34,7 +34,7 @@ from act_operator_lib._policies import (
 )
 from act_operator_lib._retry import CallPolicy, run_attempts
 from act_operator_lib._retry_after import retry_after
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
+from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 
 __all__ = ["call_with_policies", "retry_after"]
 

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Awaitable
 from types import TracebackType
 
-from act_operator_lib.limits._arguments import positive_integer
+from act_operator_lib._validation import positive_integer
 from act_operator_lib.limits._base import _LimiterBase
 from act_operator_lib.limits._statistics import LimiterStatistics
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from act_operator_lib.limits._arguments import (
+from act_operator_lib._validation import (
     non_negative_integer,
     positive_integer,
     positive_number,

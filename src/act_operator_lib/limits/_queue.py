@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-from act_operator_lib.limits._arguments import non_negative_number
+from act_operator_lib._validation import non_negative_number
 from act_operator_lib.limits._base import _LimiterBase
 from act_operator_lib.limits._window import Window
 
