@@ -910,7 +910,7 @@ ROWS = [
         "bridge",
         "set_thread_limit",
         "set_thread_limit(1.5)",
-        ValueError,
+        TypeError,
         ("limit", "int >= 1"),
     ),
     # act_operator_lib.cache

@@ -38,6 +38,8 @@ import weakref
 from types import FrameType, TracebackType
 from typing import Any, Protocol
 
+from act_operator_lib._validation import boolean, seconds
+
 __all__ = [
     "BlockDetector",
     "EventLoopBlockedWarning",
@@ -131,14 +133,9 @@ class BlockDetector:
     )
 
     def __init__(self, threshold: float | None = None) -> None:
-        if threshold is not None and (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not threshold > 0
-        ):
-            raise ValueError(
-                f"detect_blocking(threshold=...) must be a positive number of seconds, "
-                f"got {threshold!r}; the default is {DEFAULT_THRESHOLD}."
+        if threshold is not None:
+            _check_threshold(
+                "detect_blocking", threshold, hint=f"; the default is {DEFAULT_THRESHOLD}"
             )
         self.threshold: float | None = None if threshold is None else float(threshold)
         self._blocks: list[LoopBlock] = []
@@ -449,13 +446,8 @@ def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) 
         set_block_detection(False)                   # e.g. in production
         set_block_detection(True, threshold=0.05)    # stricter, e.g. in tests
     """
-    if not isinstance(enabled, bool):
-        raise TypeError(f"set_block_detection(enabled=...) must be True or False, got {enabled!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not threshold > 0:
-        raise ValueError(
-            "set_block_detection(threshold=...) must be a positive number of seconds, "
-            f"got {threshold!r}"
-        )
+    boolean("set_block_detection", "enabled", enabled, show_value=False)
+    _check_threshold("set_block_detection", threshold)
     for watch in list(default_detection.watches.values()):
         watch.stop()
     default_detection.watches.clear()
@@ -467,6 +459,20 @@ def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) 
 class _Node(Protocol):
     @property
     def observed_name(self) -> str: ...
+
+
+def _check_threshold(owner: str, threshold: object, *, hint: str = "") -> None:
+    # A non-number is a ValueError here (TypeError elsewhere): the contract these
+    # functions were published with.
+    seconds(
+        owner,
+        "threshold",
+        threshold,
+        expected="a positive number of seconds",
+        kind="a positive number of seconds",
+        hint=hint,
+        not_a_number=ValueError,
+    )
 
 
 NODE_CLASSES: tuple[type[_Node], ...] = ()

@@ -54,6 +54,7 @@ from act_operator_lib._policies import (
 )
 from act_operator_lib._retry import CallPolicy, run_attempts, run_attempts_sync
 from act_operator_lib._signature import ACCEPTS_CONFIG, ACCEPTS_RUNTIME, check_execute
+from act_operator_lib._validation import boolean
 from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 from act_operator_lib.observability import (
     LOGGER,
@@ -171,11 +172,7 @@ class _Node(ABC):
             self._name_given = True
         else:
             self.name = type(self).name
-        if not isinstance(verbose, bool):
-            raise TypeError(
-                f"{type(self).__qualname__}(verbose=...) must be True or False, got {verbose!r}."
-            )
-        self.verbose = verbose
+        self.verbose = boolean(type(self).__qualname__, "verbose", verbose, show_value=False)
         self._set_up(overrides)
         for option, value in overrides.items():
             setattr(self, option, value)
