@@ -47,7 +47,6 @@ from act_operator_lib.limits import SupportsAcquire
 __all__ = [
     "AsCompleted",
     "GatherResult",
-    "SupportsAcquire",
     "as_completed",
     "first_completed",
     "gather_within",

@@ -32,6 +32,7 @@ from act_operator_lib._policies import (
     resolve_retry,
     resolve_timeout,
 )
+from act_operator_lib._public import publish
 from act_operator_lib._retry import CallPolicy, run_attempts
 from act_operator_lib._retry_after import retry_after
 from act_operator_lib.limits import SupportsAcquire, SupportsRelease
@@ -92,3 +93,6 @@ async def call_with_policies(
         concurrency_limiter=resolve_concurrency_limiter(_OWNER, "max_concurrency", max_concurrency),
     )
     return await run_attempts(policy, fn, timeout_error=CallTimeoutError)
+
+
+publish(__name__, globals())
