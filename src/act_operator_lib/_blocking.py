@@ -36,7 +36,9 @@ import time
 import warnings
 import weakref
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, Protocol
+
+from act_operator_lib._validation import boolean, seconds
 
 __all__ = [
     "BlockDetector",
@@ -131,14 +133,9 @@ class BlockDetector:
     )
 
     def __init__(self, threshold: float | None = None) -> None:
-        if threshold is not None and (
-            isinstance(threshold, bool)
-            or not isinstance(threshold, int | float)
-            or not threshold > 0
-        ):
-            raise ValueError(
-                f"detect_blocking(threshold=...) must be a positive number of seconds, "
-                f"got {threshold!r}; the default is {DEFAULT_THRESHOLD}."
+        if threshold is not None:
+            _check_threshold(
+                "detect_blocking", threshold, hint=f"; the default is {DEFAULT_THRESHOLD}"
             )
         self.threshold: float | None = None if threshold is None else float(threshold)
         self._blocks: list[LoopBlock] = []
@@ -449,13 +446,8 @@ def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) 
         set_block_detection(False)                   # e.g. in production
         set_block_detection(True, threshold=0.05)    # stricter, e.g. in tests
     """
-    if not isinstance(enabled, bool):
-        raise TypeError(f"set_block_detection(enabled=...) must be True or False, got {enabled!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not threshold > 0:
-        raise ValueError(
-            "set_block_detection(threshold=...) must be a positive number of seconds, "
-            f"got {threshold!r}"
-        )
+    boolean("set_block_detection", "enabled", enabled, show_value=False)
+    _check_threshold("set_block_detection", threshold)
     for watch in list(default_detection.watches.values()):
         watch.stop()
     default_detection.watches.clear()
@@ -464,10 +456,36 @@ def set_block_detection(enabled: bool, *, threshold: float = DEFAULT_THRESHOLD) 
     default_detection.threshold = float(threshold)
 
 
-def _sample(top: FrameType) -> _Sample:
-    # Imported here: base_node imports this module to start the default detector.
-    from act_operator_lib.base_node import AsyncBaseNode, BaseNode
+class _Node(Protocol):
+    @property
+    def observed_name(self) -> str: ...
 
+
+def _check_threshold(owner: str, threshold: object, *, hint: str = "") -> None:
+    # A non-number is a ValueError here (TypeError elsewhere): the contract these
+    # functions were published with.
+    seconds(
+        owner,
+        "threshold",
+        threshold,
+        expected="a positive number of seconds",
+        kind="a positive number of seconds",
+        hint=hint,
+        not_a_number=ValueError,
+    )
+
+
+NODE_CLASSES: tuple[type[_Node], ...] = ()
+"""The node base classes, given by `recognise_nodes` (base_node imports this module)."""
+
+
+def recognise_nodes(*classes: type[_Node]) -> None:
+    """Name the node base classes whose frames a block is blamed on."""
+    global NODE_CLASSES
+    NODE_CLASSES = classes
+
+
+def _sample(top: FrameType) -> _Sample:
     node: str | None = None
     node_frame: FrameType | None = None
     frame: FrameType | None = top
@@ -475,7 +493,7 @@ def _sample(top: FrameType) -> _Sample:
         code = frame.f_code
         if code.co_argcount and code.co_varnames[0] == "self":
             owner: Any = frame.f_locals.get("self")
-            if isinstance(owner, AsyncBaseNode | BaseNode):
+            if isinstance(owner, NODE_CLASSES):
                 node, node_frame = owner.observed_name, frame
                 break
         frame = frame.f_back

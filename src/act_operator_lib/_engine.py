@@ -53,7 +53,8 @@ from act_operator_lib import streaming
 from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
 from act_operator_lib._policies import resolve_retry
 from act_operator_lib._retry import CallPolicy, run_attempts
-from act_operator_lib.limits._protocols import SupportsAcquire
+from act_operator_lib._validation import positive_integer, seconds
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = ["LOGGER", "PROGRESS_INTERVAL", "Run", "cancel_and_wait", "check_timeout"]
 
@@ -248,13 +249,7 @@ class Run:
                 f"{caller}(fn=...) must be an async function taking one item, "
                 f"got {type(fn).__name__}"
             )
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise TypeError(f"{caller}(limit=...) must be an int, got {type(limit).__name__}")
-        if limit < 1:
-            raise ValueError(
-                f"{caller}(limit=...) must be at least 1, got {limit}; "
-                "it is how many calls run at once"
-            )
+        positive_integer(caller, "limit", limit, hint="; it is how many calls run at once")
         check_timeout(timeout, required=False, caller=caller)
         if rate_limiter is not None and not callable(getattr(rate_limiter, "acquire", None)):
             raise TypeError(
@@ -637,12 +632,4 @@ def check_timeout(timeout: float | None, *, required: bool, caller: str) -> None
     """
     if timeout is None and not required:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(
-            f"{caller}(timeout=...) must be a number of seconds, got {type(timeout).__name__}"
-        )
-    if not timeout > 0:
-        raise ValueError(
-            f"{caller}(timeout=...) must be more than 0 seconds, got {timeout!r}"
-            + ("" if required else "; pass None for no timeout")
-        )
+    seconds(caller, "timeout", timeout, hint="" if required else "; pass None for no timeout")

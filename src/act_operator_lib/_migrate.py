@@ -16,6 +16,7 @@ import re
 import sys
 import tomllib
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
@@ -193,9 +194,7 @@ def _add_dependency(text: str) -> str:
     requirements = project.get("dependencies", [])
     if any(_requirement_name(requirement) == DEPENDENCY for requirement in requirements):
         return text
-    from act_operator_lib import __version__
-
-    major, minor = __version__.split(".")[:2]
+    major, minor = metadata.version(DEPENDENCY).split(".")[:2]
     requirement = f'"{DEPENDENCY}>={major}.{minor}"'
     # Edited as text (the file's comments and layout are the project's), then checked
     # by parsing it again: a layout this does not recognise is left to the user.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,8 +19,14 @@ from langgraph.types import RetryPolicy, TimeoutPolicy
 
 from act_operator_lib._errors import NodeDefinitionError
 from act_operator_lib._retry import CallPolicy
-from act_operator_lib.limits._arguments import positive_integer, positive_number
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
+from act_operator_lib._validation import (
+    is_int,
+    is_number,
+    non_negative_number,
+    positive_integer,
+    positive_number,
+)
+from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 
 __all__ = [
     "ASYNC_ONLY_POLICIES",
@@ -121,9 +126,7 @@ def _could_be(policy: str, value: object) -> bool:
         )
     if policy == "rate_limit":
         return isinstance(value, SupportsAcquire)
-    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(
-        value, SupportsRelease
-    )
+    return is_int(value) or isinstance(value, SupportsRelease)
 
 
 def resolve_policies(
@@ -192,7 +195,7 @@ def resolve_timeout(owner: str, value: object) -> float | None:
         if value.run_timeout is None:
             raise ValueError(f"{owner} timeout: the TimeoutPolicy has no run_timeout.")
         return _seconds(owner, "timeout.run_timeout", value.run_timeout)
-    if not isinstance(value, int | float | timedelta) or isinstance(value, bool):
+    if not (is_number(value) or isinstance(value, timedelta)):
         raise TypeError(
             f"{owner} timeout must be seconds (int, float or timedelta) or a LangGraph "
             f"TimeoutPolicy, got {type(value).__name__}. If this attribute is your own "
@@ -225,13 +228,7 @@ def resolve_retry(owner: str, value: object) -> tuple[RetryPolicy, ...]:
 def _check_retry_policy(owner: str, policy: RetryPolicy) -> None:
     positive_integer(owner, "retry.max_attempts", policy.max_attempts)
     for field in ("initial_interval", "backoff_factor", "max_interval"):
-        number = getattr(policy, field)
-        if isinstance(number, bool) or not isinstance(number, int | float):
-            raise TypeError(f"{owner} retry.{field} must be a number, got {type(number).__name__}.")
-        if not (number >= 0 and math.isfinite(number)):
-            raise ValueError(
-                f"{owner} retry.{field} must be a finite number of at least 0, got {number!r}."
-            )
+        non_negative_number(owner, f"retry.{field}", getattr(policy, field))
     retry_on = policy.retry_on
     valid = (
         (isinstance(retry_on, type) and issubclass(retry_on, Exception))
@@ -263,12 +260,12 @@ def resolve_concurrency_limiter(owner: str, name: str, value: object) -> Support
     """``value`` if it is None or a concurrency limiter, a new one for an int."""
     if value is None or (isinstance(value, SupportsRelease) and not isinstance(value, int)):
         return value
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(
             f"{owner} {name} must be an int (at least 1) or a limiter such as "
             "ConcurrencyLimiter (anything with acquire() and release()), got "
             f"{type(value).__name__}."
         )
-    from act_operator_lib.limits._concurrency import ConcurrencyLimiter
+    from act_operator_lib.limits import ConcurrencyLimiter
 
     return ConcurrencyLimiter(positive_integer(owner, name, value))

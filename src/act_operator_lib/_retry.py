@@ -28,6 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
 
+from act_operator_lib._deadline import DeadlineExceeded, within
 from act_operator_lib._errors import (
     ActOperatorError,
     FunctionNotAsyncError,
@@ -35,7 +36,7 @@ from act_operator_lib._errors import (
     NodeResultError,
 )
 from act_operator_lib._retry_after import retry_after
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause, SupportsRelease
+from act_operator_lib.limits import SupportsAcquire, SupportsPause, SupportsRelease
 
 __all__ = [
     "AttemptObserver",
@@ -134,7 +135,10 @@ async def run_attempts(
         if observer is not None and (slots is not None or rate_limiter is not None)
         else None
     )
-    clock = asyncio.get_running_loop().time if waited is not None else time.monotonic
+    # One running-loop lookup per call (each costs a getpid on 3.11), shared by the
+    # wait clock and the per-attempt deadline.
+    loop = asyncio.get_running_loop() if waited is not None or timeout is not None else None
+    clock = loop.time if loop is not None else time.monotonic
     failed = 0
     while True:
         took_token = False
@@ -157,13 +161,9 @@ async def run_attempts(
                     took_token = True
                 if timeout is None:
                     return await attempt()
-                deadline = asyncio.timeout(timeout)
                 try:
-                    async with deadline:
-                        return await attempt()
-                except TimeoutError as error:
-                    if not deadline.expired():
-                        raise
+                    return await within(timeout, attempt, loop)
+                except DeadlineExceeded as error:
                     if observer is not None:
                         observer.timed_out(failed + 1, timeout)
                     raise timeout_error(timeout) from error

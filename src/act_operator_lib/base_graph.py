@@ -160,7 +160,7 @@ class BaseGraph(ABC):
 
         Idempotent; a node used again afterwards opens fresh resources.
         """
-        from act_operator_lib.resources._core import aclose_resources
+        from act_operator_lib.resources import aclose_resources
 
         errors: list[Exception] = []
         graphs = [*self._tracked_graphs(), *(self.__dict__.get("_held_graphs") or [])]

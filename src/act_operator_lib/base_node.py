@@ -43,7 +43,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Command, RetryPolicy, TimeoutPolicy
 
 from act_operator_lib import streaming
-from act_operator_lib._blocking import default_detection, watch_running_loop
+from act_operator_lib._blocking import default_detection, recognise_nodes, watch_running_loop
 from act_operator_lib._errors import MissingAwaitError, NodeResultError, NodeTimeoutError
 from act_operator_lib._interrupts import reuse_interrupt_answers
 from act_operator_lib._policies import (
@@ -54,7 +54,8 @@ from act_operator_lib._policies import (
 )
 from act_operator_lib._retry import CallPolicy, run_attempts, run_attempts_sync
 from act_operator_lib._signature import ACCEPTS_CONFIG, ACCEPTS_RUNTIME, check_execute
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
+from act_operator_lib._validation import boolean
+from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 from act_operator_lib.observability import (
     LOGGER,
     NodeCallObserver,
@@ -171,11 +172,7 @@ class _Node(ABC):
             self._name_given = True
         else:
             self.name = type(self).name
-        if not isinstance(verbose, bool):
-            raise TypeError(
-                f"{type(self).__qualname__}(verbose=...) must be True or False, got {verbose!r}."
-            )
-        self.verbose = verbose
+        self.verbose = boolean(type(self).__qualname__, "verbose", verbose, show_value=False)
         self._set_up(overrides)
         for option, value in overrides.items():
             setattr(self, option, value)
@@ -295,7 +292,7 @@ class _Node(ABC):
 
             await node.aclose()
         """
-        from act_operator_lib.resources._core import aclose_resources
+        from act_operator_lib.resources import aclose_resources
 
         await aclose_resources(self)
 
@@ -623,3 +620,6 @@ class AsyncBaseNode(_Node):
             raise
         call.ended(None)
         return result
+
+
+recognise_nodes(AsyncBaseNode, BaseNode)

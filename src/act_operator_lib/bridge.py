@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
+from act_operator_lib._validation import positive_integer
+
 __all__ = ["ThreadPoolStatistics", "run_async", "run_sync", "set_thread_limit", "thread_statistics"]
 
 T = TypeVar("T")
@@ -79,8 +81,9 @@ def set_thread_limit(limit: int) -> None:
 
         set_thread_limit(4)   # e.g. a library that allows 4 connections
     """
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError(f"set_thread_limit(limit=...) must be an int >= 1, got {limit!r}.")
+    positive_integer(
+        "set_thread_limit", "limit", limit, hint="; it is how many threads run at once (int >= 1)"
+    )
     with _POOL.lock:
         old, _POOL.executor, _POOL.limit = _POOL.executor, None, limit
     if old is not None:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, ParamSpec, TypeVar
 
 from act_operator_lib._redis_client import RedisHandle, check_key
-from act_operator_lib.limits._arguments import positive_integer, positive_number
+from act_operator_lib._validation import positive_integer, positive_number
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

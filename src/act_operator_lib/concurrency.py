@@ -42,12 +42,11 @@ from typing import Any, Generic, Literal, TypeVar, overload
 from langgraph.types import RetryPolicy
 
 from act_operator_lib._engine import Run, cancel_and_wait, check_timeout
-from act_operator_lib.limits._protocols import SupportsAcquire
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = [
     "AsCompleted",
     "GatherResult",
-    "SupportsAcquire",
     "as_completed",
     "first_completed",
     "gather_within",

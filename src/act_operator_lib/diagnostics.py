@@ -32,6 +32,7 @@ from act_operator_lib._blocking import (
     detect_blocking,
     set_block_detection,
 )
+from act_operator_lib._public import publish
 
 __all__ = [
     "ENVIRONMENT_VARIABLE",
@@ -41,3 +42,5 @@ __all__ = [
     "detect_blocking",
     "set_block_detection",
 ]
+
+publish(__name__, globals())

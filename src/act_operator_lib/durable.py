@@ -41,7 +41,8 @@ from act_operator_lib._errors import (
     RecordedItemError,
     ResultNotSerializableError,
 )
-from act_operator_lib.limits._protocols import SupportsAcquire
+from act_operator_lib._validation import positive_integer, seconds
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = ["NAMESPACE_ROOT", "forget_durable", "map_durable"]
 
@@ -548,24 +549,13 @@ def _json_problem(value: Any, path: str) -> str | None:
 
 
 def _check_flush_every(flush_every: int) -> None:
-    if isinstance(flush_every, bool) or not isinstance(flush_every, int):
-        raise TypeError(
-            f"map_durable(flush_every=...) must be an int, got {type(flush_every).__name__}"
-        )
-    if flush_every < 1:
-        raise ValueError(
-            f"map_durable(flush_every=...) must be at least 1, got {flush_every}; it is "
-            "how many results are written to the store in one batch"
-        )
+    positive_integer(
+        "map_durable",
+        "flush_every",
+        flush_every,
+        hint="; it is how many results are written to the store in one batch",
+    )
 
 
 def _check_flush_interval(flush_interval: float) -> None:
-    if isinstance(flush_interval, bool) or not isinstance(flush_interval, int | float):
-        raise TypeError(
-            "map_durable(flush_interval=...) must be a number of seconds, "
-            f"got {type(flush_interval).__name__}"
-        )
-    if not flush_interval > 0:
-        raise ValueError(
-            f"map_durable(flush_interval=...) must be more than 0 seconds, got {flush_interval!r}"
-        )
+    seconds("map_durable", "flush_interval", flush_interval)

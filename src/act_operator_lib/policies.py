@@ -33,9 +33,10 @@ from act_operator_lib._policies import (
     resolve_retry,
     resolve_timeout,
 )
+from act_operator_lib._public import publish
 from act_operator_lib._retry import CallPolicy, run_attempts
 from act_operator_lib._retry_after import retry_after
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
+from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 
 __all__ = ["call_with_policies", "retry_after"]
 
@@ -110,3 +111,6 @@ async def call_with_policies(
         return await call
 
     return await run_attempts(policy, attempt, timeout_error=CallTimeoutError)
+
+
+publish(__name__, globals())

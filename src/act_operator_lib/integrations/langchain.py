@@ -29,7 +29,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from act_operator_lib._retry_after import http_status, retry_after
 from act_operator_lib.bridge import run_async
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause
+from act_operator_lib.limits import SupportsAcquire, SupportsPause
 
 __all__ = [
     "Estimate",

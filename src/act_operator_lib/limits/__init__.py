@@ -1,5 +1,6 @@
 """Rate and concurrency limits shared by every call that uses them."""
 
+from act_operator_lib._public import publish
 from act_operator_lib.limits._concurrency import ConcurrencyLimiter
 from act_operator_lib.limits._multi_rate import (
     MultiRateLimiter,
@@ -40,10 +41,4 @@ __all__ = [
     "SupportsRelease",
 ]
 
-# Public classes report their public home (as httpx does), so reprs, docs and
-# pickles name `act_operator_lib.limits`, never a private module.
-for _name in __all__:
-    _value = globals()[_name]
-    if isinstance(_value, type):
-        _value.__module__ = __name__
-del _name, _value
+publish(__name__, globals())

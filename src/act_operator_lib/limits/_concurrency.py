@@ -8,8 +8,9 @@ from collections import deque
 from collections.abc import Awaitable
 from types import TracebackType
 
-from act_operator_lib.limits._arguments import positive_integer
+from act_operator_lib._validation import positive_integer
 from act_operator_lib.limits._base import _LimiterBase
+from act_operator_lib.limits._queue import wake_on_its_loop
 from act_operator_lib.limits._statistics import LimiterStatistics
 
 __all__ = ["ConcurrencyLimiter"]
@@ -180,15 +181,6 @@ class ConcurrencyLimiter(_LimiterBase):
                     f"{self!r} was released more times than it was acquired; "
                     "call release() once per successful acquire()"
                 )
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if waiter.loop is running:
-            waiter.wake()
-            return
-        try:
-            waiter.loop.call_soon_threadsafe(waiter.wake)
-        except RuntimeError:
+        if not wake_on_its_loop(waiter):
             # Its loop is closed: that caller will never run, so the permit moves on.
             self._release()

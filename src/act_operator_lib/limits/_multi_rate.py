@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from act_operator_lib.limits._arguments import (
+from act_operator_lib._validation import (
     non_negative_integer,
     positive_integer,
     positive_number,

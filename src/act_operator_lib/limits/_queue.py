@@ -15,13 +15,13 @@ import time
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from act_operator_lib.limits._arguments import non_negative_number
+from act_operator_lib._validation import non_negative_number
 from act_operator_lib.limits._base import _LimiterBase
 from act_operator_lib.limits._window import Window
 
-__all__ = ["GrantQueue", "Waiter"]
+__all__ = ["GrantQueue", "Waiter", "Wakeable", "wake_on_its_loop"]
 
 _TICK = 2 * time.get_clock_info("monotonic").resolution
 
@@ -177,18 +177,34 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
 
     def _wake(self, waiter: Waiter[C]) -> None:
         """Wake ``waiter`` on its own loop, from whichever thread calls."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if waiter.loop is running:
-            waiter.wake()
-            return
-        try:
-            waiter.loop.call_soon_threadsafe(waiter.wake)
-        except RuntimeError:
+        if not wake_on_its_loop(waiter):
             # Its loop is closed: the waiter will never run, so it leaves the line.
             self._leave(waiter)
+
+
+class Wakeable(Protocol):
+    """A waiter parked on one event loop."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    def wake(self) -> None: ...
+
+
+def wake_on_its_loop(waiter: Wakeable) -> bool:
+    """Wake ``waiter`` on its own loop, from whichever thread calls; False if it is closed."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if waiter.loop is running:
+        waiter.wake()
+        return True
+    try:
+        waiter.loop.call_soon_threadsafe(waiter.wake)
+    except RuntimeError:
+        return False
+    return True
 
 
 def loop_clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from types import TracebackType
 
-from act_operator_lib.limits._arguments import positive_integer, positive_number
+from act_operator_lib._validation import positive_integer, positive_number
 from act_operator_lib.limits._queue import GrantQueue
 from act_operator_lib.limits._statistics import LimiterStatistics
 from act_operator_lib.limits._window import Window

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailableError
 from act_operator_lib._redis_client import RedisHandle, Script, check_key, hash_tagged
-from act_operator_lib.limits._arguments import non_negative_number, positive_number
+from act_operator_lib._validation import non_negative_number, positive_number
 from act_operator_lib.limits._base import _LimiterBase
 from act_operator_lib.limits._redis_scripts import KIND_ERROR
 

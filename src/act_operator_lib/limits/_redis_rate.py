@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from act_operator_lib._errors import LimiterUnavailableError
 from act_operator_lib._redis_client import Script, ScriptConnection
-from act_operator_lib.limits._arguments import positive_integer, positive_number
+from act_operator_lib._validation import positive_integer, positive_number
 from act_operator_lib.limits._rate import RateLimiter
 from act_operator_lib.limits._redis_base import OnUnavailable, RedisLimiterBase
 from act_operator_lib.limits._redis_scripts import PAUSE_RATE_SCRIPT, RATE_SCRIPT

@@ -11,7 +11,7 @@ from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
-from act_operator_lib.limits._arguments import non_negative_integer
+from act_operator_lib._validation import non_negative_integer
 
 __all__ = ["Reservation", "Reserving", "checked_costs"]
 

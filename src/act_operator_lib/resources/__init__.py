@@ -19,6 +19,7 @@ the `BaseGraph` that built the node, or when the loop shuts down::
 aiosqlite only when a value is opened, so each needs its extra only if used.
 """
 
+from act_operator_lib._public import publish
 from act_operator_lib.resources._core import (
     BoundResource,
     Resource,
@@ -43,3 +44,5 @@ __all__ = [
     "write_bytes",
     "write_text",
 ]
+
+publish(__name__, globals())

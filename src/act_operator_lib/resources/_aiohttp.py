@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import aiohttp
+from langgraph.types import RetryPolicy
 
 from act_operator_lib._errors import ActOperatorError, ResourceUnavailableError
 from act_operator_lib._retry import CallPolicy, run_attempts
-
-if TYPE_CHECKING:
-    from act_operator_lib.resources._http import HTTPResource
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = ["HTTPAttemptTimeoutError", "HTTPUnavailableError", "new_session"]
 
@@ -101,7 +101,28 @@ class _Connector(aiohttp.TCPConnector):
             ) from error
 
 
-def new_session(config: HTTPResource) -> aiohttp.ClientSession:
+class SessionConfig(Protocol):
+    """What a session is built from (an `HTTPResource`, without importing it back)."""
+
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def limit_per_host(self) -> int: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def connect_timeout(self) -> float: ...
+    @property
+    def rate_limiter(self) -> SupportsAcquire | None: ...
+    @property
+    def retry(self) -> tuple[RetryPolicy, ...]: ...
+
+
+def new_session(config: SessionConfig) -> aiohttp.ClientSession:
     """A session configured as ``config`` says, on the running loop."""
     connector = _Connector(limit=config.limit, limit_per_host=config.limit_per_host)
     if config.rate_limiter is None and not config.retry:

@@ -10,7 +10,7 @@ from langgraph.types import RetryPolicy
 
 from act_operator_lib._extras import require
 from act_operator_lib._policies import resolve_retry
-from act_operator_lib.limits._protocols import SupportsAcquire
+from act_operator_lib.limits import SupportsAcquire
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:

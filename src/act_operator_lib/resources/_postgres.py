@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from act_operator_lib._errors import ResourceUnavailableError
 from act_operator_lib._extras import require
-from act_operator_lib.limits._arguments import positive_number
+from act_operator_lib._validation import positive_number
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from act_operator_lib._errors import ResourceUnavailableError
 from act_operator_lib._extras import require
+from act_operator_lib._validation import invalid, is_number
 from act_operator_lib.resources._core import Resource
 
 if TYPE_CHECKING:
@@ -63,14 +64,22 @@ class SQLiteResource(Resource["aiosqlite.Connection"]):
             if not name.replace("_", "").isalnum():
                 raise ValueError(f"SQLiteResource(pragmas=...): {name!r} is not a pragma name.")
         # 0 is valid: fail at once on a locked database instead of waiting.
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(
-                f"SQLiteResource timeout must be a number of seconds, got {type(timeout).__name__}"
+        if not is_number(timeout):
+            raise invalid(
+                TypeError,
+                "SQLiteResource",
+                "timeout",
+                timeout,
+                "a number of seconds",
+                got=type(timeout).__name__,
             )
         if not 0 <= timeout < math.inf:
-            raise ValueError(
-                "SQLiteResource timeout must be a finite number of seconds >= 0 (how long to "
-                f"wait for a locked database), got {timeout!r}"
+            raise invalid(
+                ValueError,
+                "SQLiteResource",
+                "timeout",
+                timeout,
+                "a finite number of seconds >= 0 (how long to wait for a locked database)",
             )
         require("aiosqlite", feature="SQLiteResource", extra="sqlite")
         self.timeout = float(timeout)

@@ -14,21 +14,25 @@ library, the pytest plugin gives every project these fixtures with no conftest:
 See docs/testing.md.
 """
 
-from act_operator_lib.streaming import capture_custom_stream
-from act_operator_lib.testing._blocking import BlockingCallError, assert_no_blocking_calls
+# BlockingCallError and capture_custom_stream are importable from here too; their
+# homes are the package root and act_operator_lib.streaming.
+from act_operator_lib._errors import BlockingCallError as BlockingCallError
+from act_operator_lib._public import publish
+from act_operator_lib.streaming import capture_custom_stream as capture_custom_stream
+from act_operator_lib.testing._blocking import assert_no_blocking_calls
 from act_operator_lib.testing._clock import Stopwatch, VirtualClock, virtual_clock
 from act_operator_lib.testing._fakes import fake_chat_model
 from act_operator_lib.testing._run import NodeRun, run_node, run_node_sync
 
 __all__ = [
-    "BlockingCallError",
     "NodeRun",
     "Stopwatch",
     "VirtualClock",
     "assert_no_blocking_calls",
-    "capture_custom_stream",
     "fake_chat_model",
     "run_node",
     "run_node_sync",
     "virtual_clock",
 ]
+
+publish(__name__, globals())
