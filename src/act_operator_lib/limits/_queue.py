@@ -24,6 +24,8 @@ from act_operator_lib.limits._window import Window
 __all__ = ["GrantQueue", "Waiter"]
 
 _TICK = 2 * time.get_clock_info("monotonic").resolution
+_BLAMED = 0.9
+"""Adaptive mode blames a refusal on the rates at least this full, relative to the fullest."""
 
 C = TypeVar("C")
 """What one grant costs: an int for `RateLimiter`, a tuple of units for multi-rate."""
@@ -116,9 +118,16 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         now = asyncio.get_running_loop().time()
         with self._lock:
             self._pauses += 1
-            for window in self._windows:
-                if window.adaptive:
-                    window.decrease(now)
+            windows = self._windows
+            if windows[0].adaptive:
+                # The refusal is blamed on the fullest rate (and any within 10% of
+                # it): a rate held back by another one never reached the server's
+                # limit, and cutting it too would ratchet it down episode by episode.
+                used = [window.used(now) for window in windows]
+                fullest = max(used)
+                for window, share in zip(windows, used, strict=True):
+                    window.decrease(now, blamed=share >= _BLAMED * fullest)
+            for window in windows:
                 window.pause(now + seconds)
 
     def _paused_for(self, now: float) -> float:
