@@ -50,7 +50,7 @@ from act_operator_lib.limits import (
     RedisRateLimiter,
 )
 from act_operator_lib.observability import NodeStatistics
-from act_operator_lib.policies import call_with_policies, retry_after
+from act_operator_lib.policies import AttemptObserver, call_with_policies, retry_after
 from act_operator_lib.resources import (
     HTTPResource,
     PostgresResource,
@@ -65,6 +65,7 @@ __all__ = [
     "ActOperatorError",
     "AsCompleted",
     "AsyncBaseNode",
+    "AttemptObserver",
     "BaseGraph",
     "BaseNode",
     "BlockingCallError",
