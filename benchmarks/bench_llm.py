@@ -283,11 +283,11 @@ async def _table(title: str, workload: Workload) -> list[str]:
     return lines
 
 
-async def _limiter_alone(workload: Workload) -> tuple[float, int]:
+async def _limiter_alone(workload: Workload, margin: float = 0.0) -> tuple[float, int]:
     """(a)'s costs through a MultiRateLimiter alone: last grant, most tokens in any window."""
     limiter = MultiRateLimiter(
-        requests=Rate(workload.rate, burst=int(workload.rate)),
-        tokens=Rate(workload.tokens, burst=int(workload.tokens)),
+        requests=Rate(workload.rate, burst=int(workload.rate), margin=margin),
+        tokens=Rate(workload.tokens, burst=int(workload.tokens), margin=margin),
     )
     loop = asyncio.get_running_loop()
     grants: list[tuple[float, int]] = []
@@ -329,11 +329,12 @@ async def _run() -> str:
             f"| {name} | {outcome.failed} | {outcome.during_outage} | {outcome.seconds:.2f} |"
         )
     last, most = await _limiter_alone(one_group)
+    held, _ = await _limiter_alone(one_group, MARGIN)
     lines += [
         "",
         f"(d) (a)'s costs through the `MultiRateLimiter` alone (no server): last grant at "
         f"{last:.2f} s (floor {one_group.floor():.2f} s), at most {most:,} tokens in any 1 s "
-        f"(T = {one_group.tokens:,.0f}).",
+        f"(T = {one_group.tokens:,.0f}); with `margin={MARGIN:g}`, last grant at {held:.2f} s.",
     ]
     return "\n".join(lines) + "\n"
 
