@@ -155,3 +155,13 @@ async def test_recovery_holds_just_under_the_refused_rate_before_climbing_on() -
     assert limiter.statistics().rate == pytest.approx(38)
     await asyncio.sleep(2.0 + 10.0)
     assert limiter.statistics().rate == 40
+
+
+async def test_a_pause_that_does_not_slow_down_keeps_what_was_recovered() -> None:
+    limiter = RateLimiter(40, adaptive=True)
+    await limiter.pause(0.1)
+    await asyncio.sleep(0.9)
+    # Within a window of the cut: no second cut, and the 0.8 window recovered stays.
+    await limiter.pause(0.1)
+    await asyncio.sleep(0.1)
+    assert limiter.statistics().rate == pytest.approx(20 + 40 * 0.05 * 0.8)
