@@ -33,8 +33,8 @@ from act_operator_lib._errors import (
     NodeDefinitionError,
     NodeResultError,
 )
-from act_operator_lib._retry_after import retry_after
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause, SupportsRelease
+from act_operator_lib._retry_after import retry_after, share_cooldown
+from act_operator_lib.limits._protocols import SupportsAcquire, SupportsRelease
 
 __all__ = [
     "AttemptObserver",
@@ -178,15 +178,9 @@ async def run_attempts(
                 raise
             if observer is not None:
                 observer.retrying(failed, error, delay)
-            if (
-                took_token
-                and isinstance(rate_limiter, SupportsPause)
-                and retry_after(error) is not None
-            ):
-                # Everyone sharing the limiter waits out the server's Retry-After;
-                # this caller then queues for its next token like the others.
-                await rate_limiter.pause(delay)
-            else:
+            # Everyone sharing the limiter waits out the server's Retry-After; this
+            # caller then queues for its next token like the others.
+            if not (took_token and await share_cooldown(rate_limiter, error, delay)):
                 await asyncio.sleep(delay)
             if before_retry is not None:
                 before_retry()

@@ -15,7 +15,9 @@ from datetime import timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-__all__ = ["MAX_RETRY_AFTER", "http_status", "retry_after"]
+from act_operator_lib.limits._protocols import SupportsPause
+
+__all__ = ["MAX_RETRY_AFTER", "http_status", "retry_after", "share_cooldown"]
 
 MAX_RETRY_AFTER = 60.0
 """Most seconds `retry_after` returns; a longer wish is cut to this.
@@ -65,6 +67,28 @@ def retry_after(error: BaseException) -> float | None:
     if seconds is None:
         return None
     return min(seconds, MAX_RETRY_AFTER)
+
+
+async def share_cooldown(
+    limiter: object, error: BaseException, seconds: float | None = None
+) -> bool:
+    """Pause ``limiter`` for everyone sharing it when ``error`` asks for a Retry-After.
+
+    The one shared-cooldown rule of the retry engine and of `with_token_budget`:
+    only an error carrying a Retry-After, only a limiter that can pause
+    (`SupportsPause`). ``seconds`` overrides the wait (the engine passes its retry
+    delay). True when the limiter was paused.
+
+    Example::
+
+        if not await share_cooldown(limiter, error):
+            await asyncio.sleep(backoff)
+    """
+    asked = retry_after(error)
+    if asked is None or not isinstance(limiter, SupportsPause):
+        return False
+    await limiter.pause(asked if seconds is None else seconds)
+    return True
 
 
 def _from_attribute(value: object) -> float | None:

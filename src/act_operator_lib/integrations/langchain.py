@@ -27,9 +27,9 @@ from langchain_core.messages import BaseMessage
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from act_operator_lib._retry_after import http_status, retry_after
+from act_operator_lib._retry_after import http_status, share_cooldown
 from act_operator_lib.bridge import run_async
-from act_operator_lib.limits._protocols import SupportsAcquire, SupportsPause
+from act_operator_lib.limits._protocols import SupportsAcquire
 
 __all__ = [
     "Estimate",
@@ -281,9 +281,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
             await self._settle(reservation, tokens)
             return
         await self._settle(reservation, 0)
-        seconds = retry_after(error)
-        if seconds is not None and isinstance(self.limiter, SupportsPause):
-            await self.limiter.pause(seconds)
+        await share_cooldown(self.limiter, error)
 
     def __repr__(self) -> str:
         return (
