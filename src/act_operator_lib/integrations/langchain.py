@@ -104,6 +104,9 @@ class SupportsReserve(Protocol):
         """Wait until every rate can take ``costs``, then take them together."""
 
 
+_LEARNING = 0.1
+"""Weight of each new total in the learned estimate (about the last 10 calls)."""
+
 Estimate = int | Callable[[LanguageModelInput], int]
 """Tokens a call is expected to cost: a number, or a function of the call's input."""
 
@@ -114,6 +117,7 @@ def with_token_budget(
     *,
     estimate: Estimate = 100,
     rate: str = "tokens",
+    learn: bool = True,
 ) -> TokenBudgetModel:
     """Make ``model`` reserve tokens in ``limiter`` before each call and settle them after.
 
@@ -129,8 +133,15 @@ def with_token_budget(
     default cost of its other rates (one request), all at once; then it settles the
     tokens to the total of the answer's ``usage_metadata`` (for a stream, summed over
     its chunks). See `TokenBudgetModel` for errors and answers without usage.
+
+    With ``learn=True`` (the default) and an int ``estimate``, that int is the first
+    estimate only: later calls reserve the recent average of the totals settled so
+    far plus their recent mean deviation (moving averages over about the last 10
+    calls), so the reservation follows the real cost and the calls in flight do not
+    overrun the window by the gap between a guess and the truth (the server counts
+    their tokens before they are settled). A function ``estimate`` is used as given.
     """
-    return TokenBudgetModel(model, limiter, estimate=estimate, rate=rate)
+    return TokenBudgetModel(model, limiter, estimate=estimate, rate=rate, learn=learn)
 
 
 class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
@@ -164,6 +175,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         *,
         estimate: Estimate = 100,
         rate: str = "tokens",
+        learn: bool = True,
     ) -> None:
         if not isinstance(model, Runnable):
             raise TypeError(
@@ -192,11 +204,17 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         self.limiter = limiter
         self.estimate = estimate
         self.rate = rate
+        self.learn = bool(learn)
+        # The moving average of settled totals, once a call has reported usage.
+        self._learned: float | None = None
+        self._spread = 0.0
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> TokenBudgetModel:
         """The model with ``tools`` bound (its ``bind_tools``), under the same budget."""
         bound = self.model.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
-        return TokenBudgetModel(bound, self.limiter, estimate=self.estimate, rate=self.rate)
+        return TokenBudgetModel(
+            bound, self.limiter, estimate=self.estimate, rate=self.rate, learn=self.learn
+        )
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -209,7 +227,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             run_async(self._failed(reservation, tokens, error))
             raise
-        run_async(self._settle(reservation, _total(message, tokens)))
+        run_async(self._settle(reservation, self._used(_usage(message), tokens)))
         return message
 
     async def ainvoke(
@@ -223,7 +241,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             await self._failed(reservation, tokens, error)
             raise
-        await self._settle(reservation, _total(message, tokens))
+        await self._settle(reservation, self._used(_usage(message), tokens))
         return message
 
     def stream(
@@ -240,7 +258,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             run_async(self._failed(reservation, tokens, error))
             raise
-        run_async(self._settle(reservation, tokens if used is None else used))
+        run_async(self._settle(reservation, self._used(used, tokens)))
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -256,10 +274,12 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             await self._failed(reservation, tokens, error)
             raise
-        await self._settle(reservation, tokens if used is None else used)
+        await self._settle(reservation, self._used(used, tokens))
 
     def _estimate(self, input: LanguageModelInput) -> int:
         if not callable(self.estimate):
+            if self._learned is not None:
+                return round(self._learned + self._spread)
             return self.estimate
         tokens = self.estimate(input)
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
@@ -268,6 +288,19 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
                 f"call), got {tokens!r}."
             )
         return tokens
+
+    def _used(self, usage: int | None, estimate: int) -> int:
+        """The tokens to settle: the usage reported (learned from), else the estimate."""
+        if usage is None:
+            return estimate
+        if self.learn and not callable(self.estimate):
+            learned = self._learned
+            if learned is None:
+                self._learned = usage
+            else:
+                self._learned = learned + _LEARNING * (usage - learned)
+                self._spread += _LEARNING * (abs(usage - learned) - self._spread)
+        return usage
 
     async def _reserve(self, tokens: int) -> SupportsSettle:
         reservation: SupportsSettle = await self.limiter.reserve(**{self.rate: tokens})
@@ -286,14 +319,14 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
     def __repr__(self) -> str:
         return (
             f"TokenBudgetModel({self.model!r}, {self.limiter!r}, estimate={self.estimate!r}, "
-            f"rate={self.rate!r})"
+            f"rate={self.rate!r}, learn={self.learn!r})"
         )
 
 
-def _total(message: BaseMessage, estimate: int) -> int:
+def _usage(message: BaseMessage) -> int | None:
     usage = getattr(message, "usage_metadata", None)
     if not usage:
-        return estimate
+        return None
     return int(usage["total_tokens"])
 
 
