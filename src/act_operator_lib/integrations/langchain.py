@@ -19,7 +19,7 @@ thread (`run_async`); limiters may be shared by sync and async callers.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_core.language_models import LanguageModelInput
@@ -279,7 +279,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
     def _estimate(self, input: LanguageModelInput) -> int:
         if not callable(self.estimate):
             if self._learned is not None:
-                return round(self._learned + self._spread)
+                return self._learned_estimate(self._learned + self._spread)
             return self.estimate
         tokens = self.estimate(input)
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
@@ -288,6 +288,13 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
                 f"call), got {tokens!r}."
             )
         return tokens
+
+    def _learned_estimate(self, tokens: float) -> int:
+        """``tokens`` rounded, at most the largest cost the rate grants at once."""
+        rates = getattr(self.limiter, "rates", None)
+        rate = rates.get(self.rate) if isinstance(rates, Mapping) else None
+        most = getattr(rate, "max_cost", None)
+        return min(round(tokens), most) if isinstance(most, int) else round(tokens)
 
     def _used(self, usage: int | None, estimate: int) -> int:
         """The tokens to settle: the usage reported (learned from), else the estimate."""
