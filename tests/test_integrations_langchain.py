@@ -24,7 +24,7 @@ from act_operator_lib.integrations.langchain import (
     TokenBudgetModel,
     with_token_budget,
 )
-from act_operator_lib.limits import MultiRateLimiter, Rate
+from act_operator_lib.limits import MultiRateLimiter, Rate, Reservation
 
 
 @pytest.fixture
@@ -213,6 +213,56 @@ def test_sync_stream_settles_to_the_usage_of_the_final_chunk(
     chunks = list(model.stream("cost=70 story"))
     assert chunks
     assert granted(limiter) == (1, 70)
+
+
+class RecordingBudget(MultiRateLimiter):
+    """A MultiRateLimiter that keeps the costs it was asked to reserve."""
+
+    def __init__(self, tokens: int = 100_000) -> None:
+        super().__init__(requests=Rate(1_000, burst=1_000), tokens=Rate(tokens, burst=tokens))
+        self.asked: list[int] = []
+
+    def reserve(self, **costs: int) -> Reservation:
+        self.asked.append(costs["tokens"])
+        return super().reserve(**costs)
+
+
+async def test_later_calls_reserve_what_the_earlier_ones_cost(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
+    limiter = RecordingBudget()
+    model = with_token_budget(chat(), limiter, estimate=100)
+
+    for cost in (300, 300, 200):
+        await model.ainvoke(f"cost={cost} hello")
+
+    # The first call reserves the estimate; the next ones the recent average total
+    # plus its recent spread (300 and 0 after calls that each cost 300).
+    assert limiter.asked == [100, 300, 300]
+
+
+async def test_a_learned_estimate_never_asks_more_than_the_rate_grants_at_once(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
+    limiter = RecordingBudget(tokens=250)
+    model = with_token_budget(chat(), limiter, estimate=100)
+
+    for cost in (300, 300):
+        await model.ainvoke(f"cost={cost} hello")
+
+    assert limiter.asked == [100, 250]
+
+
+async def test_with_learn_off_every_call_reserves_the_estimate(
+    server: OpenAIServer, chat: ChatModels
+) -> None:
+    limiter = RecordingBudget()
+    model = with_token_budget(chat(), limiter, estimate=100, learn=False)
+
+    for cost in (300, 300):
+        await model.ainvoke(f"cost={cost} hello")
+
+    assert limiter.asked == [100, 100]
 
 
 async def test_a_known_cost_is_reserved_exactly_by_an_estimate_function(

@@ -273,6 +273,22 @@ async def test_retries_are_logged_at_warning(
     assert record.__dict__["event"] == "retry"
 
 
+async def test_an_attempt_past_its_timeout_is_logged_at_warning(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.plans["0"] = Plan(hang_first=True)
+    node = Fetch(server, limit=1, retry=QUICK, timeout=0.2)
+    with caplog.at_level(logging.WARNING, logger="act_operator_lib.concurrency"):
+        state = await graph_of(node).ainvoke({"items": [0]}, config())
+    assert state["results"] == ["0"]
+    events = [
+        (r.__dict__["event"], r.__dict__["attempt"])
+        for r in caplog.records
+        if r.name == "act_operator_lib.concurrency"
+    ]
+    assert events == [("timeout", 1), ("retry", 1)]
+
+
 # What is never retried
 
 

@@ -94,12 +94,12 @@ async def test_a_pause_with_nothing_granted_halves_the_rate() -> None:
     assert gaps == pytest.approx([0.05, 0.05], rel=0.01)
 
 
-async def test_a_pause_slows_down_to_85_percent_of_what_the_server_refused() -> None:
+async def test_a_pause_slows_down_to_90_percent_of_what_the_server_refused() -> None:
     limiter = RateLimiter(40, burst=40, adaptive=True)
     for _ in range(30):
         await limiter.acquire()
     await limiter.pause(1.0)
-    assert limiter.statistics().rate == pytest.approx(25.5)
+    assert limiter.statistics().rate == pytest.approx(27)
 
 
 async def test_pauses_of_one_episode_halve_the_rate_once() -> None:
@@ -132,3 +132,36 @@ async def test_without_adaptive_mode_a_pause_keeps_the_rate() -> None:
     limiter = RateLimiter(40)
     await limiter.pause(1.0)
     assert limiter.statistics().rate == 40
+
+
+async def test_a_pause_slows_only_the_fullest_rate_of_a_multi_rate_limiter() -> None:
+    limiter = MultiRateLimiter(
+        requests=Rate(40, burst=40), tokens=Rate(1_000, burst=1_000), adaptive=True
+    )
+    for _ in range(10):
+        await limiter.reserve(tokens=100)
+    await limiter.pause(0.5)
+    rates = limiter.statistics().rates
+    assert (rates["requests"].rate, rates["tokens"].rate) == (40, 900)
+
+
+async def test_recovery_holds_just_under_the_refused_rate_before_climbing_on() -> None:
+    limiter = RateLimiter(40, burst=40, adaptive=True)
+    for _ in range(30):
+        await limiter.acquire()
+    await limiter.pause(1.0)
+    await asyncio.sleep(1.0 + 10.0)
+    # 27 a second after the cut, back up to 95% of the 40 refused, held there.
+    assert limiter.statistics().rate == pytest.approx(38)
+    await asyncio.sleep(2.0 + 10.0)
+    assert limiter.statistics().rate == 40
+
+
+async def test_a_pause_that_does_not_slow_down_keeps_what_was_recovered() -> None:
+    limiter = RateLimiter(40, adaptive=True)
+    await limiter.pause(0.1)
+    await asyncio.sleep(0.9)
+    # Within a window of the cut: no second cut, and the 0.8 window recovered stays.
+    await limiter.pause(0.1)
+    await asyncio.sleep(0.1)
+    assert limiter.statistics().rate == pytest.approx(20 + 40 * 0.05 * 0.8)

@@ -309,5 +309,20 @@ def test_a_bad_configuration_is_rejected_naming_the_argument(
 
 def test_repr_shows_the_configuration() -> None:
     assert repr(MultiRateLimiter(requests=Rate(500, per=60))) == (
-        "MultiRateLimiter(requests=Rate(limit=500, per=60, burst=1, default_cost=1))"
+        "MultiRateLimiter(requests=Rate(limit=500, per=60, burst=1, default_cost=1, margin=0.0))"
     )
+
+
+@pytest.mark.looptime
+async def test_a_margin_counts_each_grant_that_much_longer() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(100, burst=100, margin=0.25))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await limiter.reserve(tokens=100)
+    await limiter.reserve(tokens=100)
+    assert loop.time() - start == pytest.approx(1.25)
+
+
+def test_a_negative_margin_is_refused_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"Rate\(margin=-0.1\) must be a finite number >= 0"):
+        Rate(100, margin=-0.1)

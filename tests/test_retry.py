@@ -398,10 +398,57 @@ async def test_call_with_policies_holds_a_shared_slot_per_attempt() -> None:
     assert slots.statistics().in_use == 0
 
 
+@pytest.mark.looptime
+async def test_call_with_policies_tells_its_observer_of_each_retry_and_timeout() -> None:
+    calls = 0
+
+    async def slow_then_refused_then_done() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.Event().wait()
+        if calls == 2:
+            raise ConnectionError("reset")
+        return "done"
+
+    observer = Events()
+    result = await call_with_policies(
+        slow_then_refused_then_done,
+        timeout=3,
+        retry=RetryPolicy(initial_interval=1, jitter=False),
+        rate_limiter=RateLimiter(100),
+        observer=observer,
+    )
+
+    assert result == "done"
+    assert [event for event in observer.seen if event[0] != "waited"] == [
+        ("timed_out", 1, 3),
+        ("retrying", 1, "CallTimeoutError", 1),
+        ("retrying", 2, "ConnectionError", 2),
+    ]
+    assert [event[:2] for event in observer.seen if event[0] == "waited"] == [
+        ("waited", "rate")
+    ] * 3
+
+
+async def test_call_with_policies_logs_each_retry_as_an_event(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="act_operator_lib.policies"):
+        await call_with_policies(FailingFirst(ConnectionError("reset")), retry=NO_WAIT)
+
+    assert [(record.event, record.attempt) for record in caplog.records] == [("retry", 1)]
+
+
 @pytest.mark.parametrize(
     ("call", "error", "words"),
     [
         (lambda: call_with_policies(5), TypeError, "call_with_policies(fn=...)"),  # type: ignore[arg-type]
+        (
+            lambda: call_with_policies(FailingFirst(), observer=print),  # type: ignore[arg-type]
+            TypeError,
+            "call_with_policies(observer=...) must have waited",
+        ),
         (
             lambda: call_with_policies(FailingFirst(), max_concurrency=3),  # type: ignore[arg-type]
             TypeError,
@@ -414,7 +461,13 @@ async def test_call_with_policies_holds_a_shared_slot_per_attempt() -> None:
             "rate_limiter",
         ),
     ],
-    ids=["fn not callable", "int max_concurrency", "zero timeout", "rate limiter not a limiter"],
+    ids=[
+        "fn not callable",
+        "observer without methods",
+        "int max_concurrency",
+        "zero timeout",
+        "rate limiter not a limiter",
+    ],
 )
 async def test_call_with_policies_refuses_bad_arguments_naming_them(
     call: Any, error: type[Exception], words: str

@@ -27,7 +27,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from langgraph.types import RetryPolicy
@@ -112,40 +112,37 @@ class Fetch(AsyncBaseNode):
         )
         latencies: list[float] = []
         requests = Counter[str]()
-        attempts = Counter[str]()
-        failures_seen: dict[str, str] = {}
+        attempts: dict[str, int] = {}
 
         async def get(item_id: str) -> str:
-            if attempts[item_id]:
-                # An attempt that neither answered nor failed here was cut off by the timeout.
-                reason = failures_seen.pop(item_id, "timeout")
-                emit({"retry": {"item": item_id, "reason": reason, "attempt": attempts[item_id]}})
-            attempts[item_id] += 1
             requests["sent"] += 1
             started = loop.time()
             try:
                 async with session.get(f"{api_url}/items/{item_id}") as response:
                     body = await response.text()
-            except aiohttp.ClientError as error:
+            except aiohttp.ClientError:
                 requests["connection"] += 1
-                failures_seen[item_id] = type(error).__name__
                 raise
             requests["answered"] += 1
             if response.status != 200:
                 requests[str(response.status)] += 1
-                failures_seen[item_id] = str(response.status)
                 response.raise_for_status()
             latencies.append(loop.time() - started)
             return body
 
         async def fetch_one(item_id: str) -> dict[str, Any]:
-            body = await call_with_policies(
-                lambda: get(item_id),
-                timeout=float(state["request_timeout"]),
-                retry=retry,
-                rate_limiter=self.rate_limiter,
-            )
-            return {"body": body, "attempts": attempts[item_id]}
+            retries = _StreamRetries(item_id)
+            try:
+                body = await call_with_policies(
+                    lambda: get(item_id),
+                    timeout=float(state["request_timeout"]),
+                    retry=retry,
+                    rate_limiter=self.rate_limiter,
+                    observer=retries,
+                )
+            finally:
+                attempts[item_id] = retries.attempts
+            return {"body": body, "attempts": retries.attempts}
 
         ids = state["item_ids"]
         started = loop.time()
@@ -333,6 +330,33 @@ def _parse_batch(batch: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]
             }
         )
     return records
+
+
+class _StreamRetries:
+    """Counts one request's attempts and streams each retry (an `AttemptObserver`)."""
+
+    def __init__(self, item_id: str) -> None:
+        self.item_id = item_id
+        self.attempts = 1
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        pass
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        self.attempts = attempt + 1
+        emit({"retry": {"item": self.item_id, "reason": _reason(error), "attempt": attempt}})
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        pass
+
+
+def _reason(error: Exception) -> str:
+    """A failed attempt in a word: ``timeout``, the HTTP status, or the error's type."""
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    if isinstance(error, aiohttp.ClientResponseError):
+        return str(error.status)
+    return type(error).__name__
 
 
 def _transient(error: Exception) -> bool:

@@ -101,6 +101,7 @@ from act_operator_lib.observability import (
     snapshot,
 )
 from act_operator_lib.policies import (
+    AttemptObserver,
     call_with_policies,
     retry_after,
 )
@@ -133,6 +134,7 @@ __all__ = [
     "ActOperatorError",
     "AsCompleted",
     "AsyncBaseNode",
+    "AttemptObserver",
     "BaseGraph",
     "BaseNode",
     "BlockDetector",

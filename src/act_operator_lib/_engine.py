@@ -195,7 +195,21 @@ class _ItemAttempts:
             )
 
     def timed_out(self, attempt: int, timeout: float) -> None:
-        pass
+        caller = self._run.caller
+        LOGGER.warning(
+            "[%s] item %d attempt %d timed out after %gs",
+            caller,
+            self._index,
+            attempt,
+            timeout,
+            extra={
+                "caller": caller,
+                "event": "timeout",
+                "item": self._index,
+                "attempt": attempt,
+                "timeout": timeout,
+            },
+        )
 
 
 class Run:

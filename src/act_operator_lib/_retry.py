@@ -44,6 +44,7 @@ __all__ = [
     "retry_delay",
     "run_attempts",
     "run_attempts_sync",
+    "share_cooldown",
 ]
 
 T = TypeVar("T")
@@ -179,15 +180,9 @@ async def run_attempts(
                 raise
             if observer is not None:
                 observer.retrying(failed, error, delay)
-            if (
-                took_token
-                and isinstance(rate_limiter, SupportsPause)
-                and retry_after(error) is not None
-            ):
-                # Everyone sharing the limiter waits out the server's Retry-After;
-                # this caller then queues for its next token like the others.
-                await rate_limiter.pause(delay)
-            else:
+            # Everyone sharing the limiter waits out the server's Retry-After; this
+            # caller then queues for its next token like the others.
+            if not (took_token and await share_cooldown(rate_limiter, error, delay)):
                 await asyncio.sleep(delay)
             if before_retry is not None:
                 before_retry()
@@ -279,3 +274,25 @@ def _matches(retry_on: Any, error: Exception) -> bool:
         return isinstance(error, tuple(retry_on))
     predicate: Callable[[Exception], bool] = retry_on
     return bool(predicate(error))
+
+
+async def share_cooldown(
+    limiter: object, error: BaseException, seconds: float | None = None
+) -> bool:
+    """Pause ``limiter`` for everyone sharing it when ``error`` asks for a Retry-After.
+
+    The one shared-cooldown rule of the retry engine and of `with_token_budget`:
+    only an error carrying a Retry-After, only a limiter that can pause
+    (`SupportsPause`). ``seconds`` overrides the wait (the engine passes its retry
+    delay). True when the limiter was paused.
+
+    Example::
+
+        if not await share_cooldown(limiter, error):
+            await asyncio.sleep(backoff)
+    """
+    asked = retry_after(error)
+    if asked is None or not isinstance(limiter, SupportsPause):
+        return False
+    await limiter.pause(asked if seconds is None else seconds)
+    return True

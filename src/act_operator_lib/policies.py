@@ -20,9 +20,10 @@ after the delay a Retry-After asks for (`retry_after`) when there is one::
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Final, Literal, TypeVar
 
 from langgraph.types import RetryPolicy, TimeoutPolicy
 
@@ -34,15 +35,53 @@ from act_operator_lib._policies import (
     resolve_timeout,
 )
 from act_operator_lib._public import publish
-from act_operator_lib._retry import CallPolicy, run_attempts
+from act_operator_lib._retry import AttemptObserver, CallPolicy, run_attempts
 from act_operator_lib._retry_after import retry_after
 from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 
-__all__ = ["call_with_policies", "retry_after"]
+__all__ = ["AttemptObserver", "call_with_policies", "retry_after"]
 
 T = TypeVar("T")
 
 _OWNER = "call_with_policies"
+_OBSERVER_METHODS = ("waited", "retrying", "timed_out")
+
+LOGGER: Final = logging.getLogger("act_operator_lib.policies")
+
+
+class _LoggedAttempts:
+    """Logs a single call's retries and timeouts, then tells the caller's observer."""
+
+    __slots__ = ("_observer",)
+
+    def __init__(self, observer: AttemptObserver | None) -> None:
+        self._observer = observer
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        if self._observer is not None:
+            self._observer.waited(kind, seconds)
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        described = f"{type(error).__name__}: {error}"
+        LOGGER.warning(
+            "[call_with_policies] attempt %d failed (%s); retrying in %.3fs",
+            attempt,
+            described,
+            delay,
+            extra={"event": "retry", "attempt": attempt, "error": described, "delay": delay},
+        )
+        if self._observer is not None:
+            self._observer.retrying(attempt, error, delay)
+
+    def timed_out(self, attempt: int, timeout: float) -> None:
+        LOGGER.warning(
+            "[call_with_policies] attempt %d timed out after %gs",
+            attempt,
+            timeout,
+            extra={"event": "timeout", "attempt": attempt, "timeout": timeout},
+        )
+        if self._observer is not None:
+            self._observer.timed_out(attempt, timeout)
 
 
 async def call_with_policies(
@@ -52,6 +91,7 @@ async def call_with_policies(
     retry: RetryPolicy | tuple[RetryPolicy, ...] | list[RetryPolicy] | None = None,
     rate_limiter: SupportsAcquire | None = None,
     max_concurrency: SupportsRelease | None = None,
+    observer: AttemptObserver | None = None,
 ) -> T:
     """Await ``fn()`` with a per-attempt timeout, retries and limiters; return its result.
 
@@ -70,6 +110,11 @@ async def call_with_policies(
             with a Retry-After, everyone sharing it waits that long.
         max_concurrency: A limiter shared by the callers (e.g. ``ConcurrencyLimiter(5)``);
             each attempt holds one of its slots.
+        observer: Told about this call's attempts (`AttemptObserver`): each wait for
+            a slot or a token, each retry (with its error and delay) and each
+            timeout, e.g. to count them or stream them. Retries and timeouts are
+            also logged (logger ``act_operator_lib.policies``, WARNING, with
+            ``extra={"event": "retry" | "timeout", ...}``), observer or not.
 
     Raises:
         FunctionNotAsyncError: ``fn()`` returned something that cannot be awaited
@@ -92,6 +137,14 @@ async def call_with_policies(
             f"e.g. ConcurrencyLimiter({max_concurrency!r}) made once, got an int: "
             "one call has nothing to share a count with"
         )
+    if observer is not None and not all(
+        callable(getattr(observer, name, None)) for name in _OBSERVER_METHODS
+    ):
+        raise TypeError(
+            f"{_OWNER}(observer=...) must have waited(kind, seconds), "
+            "retrying(attempt, error, delay) and timed_out(attempt, timeout) methods "
+            f"(see AttemptObserver), got {type(observer).__name__}"
+        )
     policy = CallPolicy(
         timeout=resolve_timeout(_OWNER, timeout),
         retry=resolve_retry(_OWNER, retry),
@@ -110,7 +163,9 @@ async def call_with_policies(
             )
         return await call
 
-    return await run_attempts(policy, attempt, timeout_error=CallTimeoutError)
+    return await run_attempts(
+        policy, attempt, timeout_error=CallTimeoutError, observer=_LoggedAttempts(observer)
+    )
 
 
 publish(__name__, globals())

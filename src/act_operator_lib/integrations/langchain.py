@@ -27,9 +27,10 @@ from langchain_core.messages import BaseMessage
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from act_operator_lib._retry_after import http_status, retry_after
+from act_operator_lib._retry import share_cooldown
+from act_operator_lib._retry_after import http_status
 from act_operator_lib.bridge import run_async
-from act_operator_lib.limits import SupportsAcquire, SupportsPause
+from act_operator_lib.limits import SupportsAcquire
 
 __all__ = [
     "Estimate",
@@ -104,6 +105,9 @@ class SupportsReserve(Protocol):
         """Wait until every rate can take ``costs``, then take them together."""
 
 
+_LEARNING = 0.1
+"""Weight of each new total in the learned estimate (about the last 10 calls)."""
+
 Estimate = int | Callable[[LanguageModelInput], int]
 """Tokens a call is expected to cost: a number, or a function of the call's input."""
 
@@ -114,6 +118,7 @@ def with_token_budget(
     *,
     estimate: Estimate = 100,
     rate: str = "tokens",
+    learn: bool = True,
 ) -> TokenBudgetModel:
     """Make ``model`` reserve tokens in ``limiter`` before each call and settle them after.
 
@@ -129,8 +134,15 @@ def with_token_budget(
     default cost of its other rates (one request), all at once; then it settles the
     tokens to the total of the answer's ``usage_metadata`` (for a stream, summed over
     its chunks). See `TokenBudgetModel` for errors and answers without usage.
+
+    With ``learn=True`` (the default) and an int ``estimate``, that int is the first
+    estimate only: later calls reserve the recent average of the totals settled so
+    far plus their recent mean deviation (moving averages over about the last 10
+    calls), so the reservation follows the real cost and the calls in flight do not
+    overrun the window by the gap between a guess and the truth (the server counts
+    their tokens before they are settled). A function ``estimate`` is used as given.
     """
-    return TokenBudgetModel(model, limiter, estimate=estimate, rate=rate)
+    return TokenBudgetModel(model, limiter, estimate=estimate, rate=rate, learn=learn)
 
 
 class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
@@ -169,6 +181,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         *,
         estimate: Estimate = 100,
         rate: str = "tokens",
+        learn: bool = True,
     ) -> None:
         if not isinstance(model, Runnable):
             raise TypeError(
@@ -208,11 +221,17 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         self.limiter = limiter
         self.estimate = estimate
         self.rate = rate
+        self.learn = bool(learn)
+        # The moving average of settled totals, once a call has reported usage.
+        self._learned: float | None = None
+        self._spread = 0.0
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> TokenBudgetModel:
         """The model with ``tools`` bound (its ``bind_tools``), under the same budget."""
         bound = self.model.bind_tools(tools, **kwargs)  # type: ignore[attr-defined]
-        return TokenBudgetModel(bound, self.limiter, estimate=self.estimate, rate=self.rate)
+        return TokenBudgetModel(
+            bound, self.limiter, estimate=self.estimate, rate=self.rate, learn=self.learn
+        )
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -225,7 +244,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             run_async(self._failed(reservation, tokens, error))
             raise
-        run_async(self._settle(reservation, _total(message, tokens)))
+        run_async(self._settle(reservation, self._used(_usage(message), tokens)))
         return message
 
     async def ainvoke(
@@ -239,7 +258,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             await self._failed(reservation, tokens, error)
             raise
-        await self._settle(reservation, _total(message, tokens))
+        await self._settle(reservation, self._used(_usage(message), tokens))
         return message
 
     def stream(
@@ -256,7 +275,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             run_async(self._failed(reservation, tokens, error))
             raise
-        run_async(self._settle(reservation, tokens if used is None else used))
+        run_async(self._settle(reservation, self._used(used, tokens)))
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -272,10 +291,12 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         except BaseException as error:
             await self._failed(reservation, tokens, error)
             raise
-        await self._settle(reservation, tokens if used is None else used)
+        await self._settle(reservation, self._used(used, tokens))
 
     def _estimate(self, input: LanguageModelInput) -> int:
         if not callable(self.estimate):
+            if self._learned is not None:
+                return self._learned_estimate(self._learned + self._spread)
             return self.estimate
         tokens = self.estimate(input)
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
@@ -284,6 +305,26 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
                 f"call), got {tokens!r}."
             )
         return tokens
+
+    def _learned_estimate(self, tokens: float) -> int:
+        """``tokens`` rounded, at most the largest cost the rate grants at once."""
+        rates = getattr(self.limiter, "rates", None)
+        rate = rates.get(self.rate) if isinstance(rates, Mapping) else None
+        most = getattr(rate, "max_cost", None)
+        return min(round(tokens), most) if isinstance(most, int) else round(tokens)
+
+    def _used(self, usage: int | None, estimate: int) -> int:
+        """The tokens to settle: the usage reported (learned from), else the estimate."""
+        if usage is None:
+            return estimate
+        if self.learn and not callable(self.estimate):
+            learned = self._learned
+            if learned is None:
+                self._learned = usage
+            else:
+                self._learned = learned + _LEARNING * (usage - learned)
+                self._spread += _LEARNING * (abs(usage - learned) - self._spread)
+        return usage
 
     async def _reserve(self, tokens: int) -> SupportsSettle:
         reservation: SupportsSettle = await self.limiter.reserve(**{self.rate: tokens})
@@ -297,21 +338,19 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
             await self._settle(reservation, tokens)
             return
         await self._settle(reservation, 0)
-        seconds = retry_after(error)
-        if seconds is not None and isinstance(self.limiter, SupportsPause):
-            await self.limiter.pause(seconds)
+        await share_cooldown(self.limiter, error)
 
     def __repr__(self) -> str:
         return (
             f"TokenBudgetModel({self.model!r}, {self.limiter!r}, estimate={self.estimate!r}, "
-            f"rate={self.rate!r})"
+            f"rate={self.rate!r}, learn={self.learn!r})"
         )
 
 
-def _total(message: BaseMessage, estimate: int) -> int:
+def _usage(message: BaseMessage) -> int | None:
     usage = getattr(message, "usage_metadata", None)
     if not usage:
-        return estimate
+        return None
     return int(usage["total_tokens"])
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from act_operator_lib._validation import (
     non_negative_integer,
+    non_negative_number,
     positive_integer,
     positive_number,
 )
@@ -50,12 +51,15 @@ class Rate:
     default_cost: int = 1
     """Units taken by `MultiRateLimiter.acquire` and by a `reserve` that leaves this
     rate out; an int of at least 0."""
+    margin: float = 0.0
+    """Seconds each grant counts beyond ``per`` (see above); a number of at least 0."""
 
     def __post_init__(self) -> None:
         positive_number("Rate", "limit", self.limit)
         positive_number("Rate", "per", self.per)
         positive_integer("Rate", "burst", self.burst)
         non_negative_integer("Rate", "default_cost", self.default_cost)
+        non_negative_number("Rate", "margin", self.margin)
         if self.default_cost > self.max_cost:
             raise ValueError(
                 f"Rate(default_cost={self.default_cost!r}) must be at most "
@@ -161,7 +165,14 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
                 )
         super().__init__(
             [
-                Window(rate.limit, rate.per, rate.burst, bool(adaptive), sliding=True)
+                Window(
+                    rate.limit,
+                    rate.per,
+                    rate.burst,
+                    bool(adaptive),
+                    sliding=True,
+                    margin=rate.margin,
+                )
                 for rate in rates.values()
             ]
         )

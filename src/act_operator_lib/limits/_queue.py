@@ -24,6 +24,8 @@ from act_operator_lib.limits._window import Window
 __all__ = ["GrantQueue", "Waiter", "Wakeable", "wake_on_its_loop"]
 
 _TICK = 2 * time.get_clock_info("monotonic").resolution
+_BLAMED = 0.9
+"""Adaptive mode blames a refusal on the rates at least this full, relative to the fullest."""
 
 C = TypeVar("C")
 """What one grant costs: an int for `RateLimiter`, a tuple of units for multi-rate."""
@@ -105,8 +107,9 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
 
         A later pause extends a running one, never shortens it; callers already
         waiting keep their places; after the pause grants resume evenly spaced
-        (no burst). In adaptive mode a pause also halves the rate it grants at
-        (once per episode: not again while paused or within a window of the last).
+        (no burst). In adaptive mode a pause is a refusal: the fullest rate slows
+        down below what it granted in the last window (once per episode: not again
+        while paused or within a window of the last; docs/limits.md).
 
         Raises:
             TypeError: ``seconds`` is not a number.
@@ -116,9 +119,16 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         now = asyncio.get_running_loop().time()
         with self._lock:
             self._pauses += 1
-            for window in self._windows:
-                if window.adaptive:
-                    window.decrease(now)
+            windows = self._windows
+            if windows[0].adaptive:
+                # The refusal is blamed on the fullest rate (and any within 10% of
+                # it): a rate held back by another one never reached the server's
+                # limit, and cutting it too would ratchet it down episode by episode.
+                used = [window.used(now) for window in windows]
+                fullest = max(used)
+                for window, share in zip(windows, used, strict=True):
+                    window.decrease(now, blamed=share >= _BLAMED * fullest)
+            for window in windows:
                 window.pause(now + seconds)
 
     def _paused_for(self, now: float) -> float:

@@ -24,8 +24,12 @@ _MINIMUM_SHARE = 1 / 64
 """Adaptive mode never slows a rate below this share of the configured one."""
 _RECOVERY_PER_WINDOW = 1 / 20
 """Adaptive mode gives back this share of the configured rate per quiet window."""
-_DECREASE = 0.85
+_DECREASE = 0.9
 """Adaptive mode slows down to this share of what the server refused."""
+_PLATEAU = 0.95
+"""Adaptive mode's recovery holds at this share of what the server refused..."""
+_HOLD_WINDOWS = 10
+"""... for this many quiet windows before climbing on."""
 _MOST_DECREASE = 0.5
 """Adaptive mode never slows down to less than this share of the rate at once."""
 
@@ -52,28 +56,40 @@ class Window:
         "configured_rate",
         "decreased_at",
         "granted",
+        "held",
         "interval",
         "log",
         "logged",
         "paused_until",
         "per",
+        "plateau",
         "rate",
+        "recovered_from",
         "schedule",
         "share",
-        "share_at_decrease",
         "sliding",
         "tolerance",
     )
 
     def __init__(
-        self, rate: float, per: float, burst: int, adaptive: bool = False, sliding: bool = False
+        self,
+        rate: float,
+        per: float,
+        burst: int,
+        adaptive: bool = False,
+        sliding: bool = False,
+        margin: float = 0.0,
     ) -> None:
         self.configured_rate = rate
         self.per = per
+        # How long a grant counts in the log: the window plus a safety margin for
+        # the spread between a grant and its request's arrival at the server.
+        self.held = per + margin
         self.burst = burst
         self.adaptive = adaptive
         self.share = 1.0
-        self.share_at_decrease = 1.0
+        self.recovered_from = 1.0
+        self.plateau = 0.0
         self.decreased_at = -math.inf
         self.schedule = -math.inf
         self.paused_until = -math.inf
@@ -105,7 +121,7 @@ class Window:
             leaves = -math.inf
             for entry in self.log:
                 remaining -= entry[1]
-                leaves = entry[0] + self.per
+                leaves = entry[0] + self.held
                 if remaining <= keep:
                     break
             if leaves > ready:
@@ -131,15 +147,15 @@ class Window:
         entry = [now, units, 1.0]
         log.append(entry)
         self.bucket_end = now + self.bucket_width
-        if log[0][0] + self.per <= now:
+        if log[0][0] + self.held <= now:
             self.expire(now)
         return entry
 
     def expire(self, now: float) -> None:
         """Forget grants that have left the window ending at ``now``."""
         log = self.log
-        per = self.per
-        while log and log[0][0] + per <= now:
+        held = self.held
+        while log and log[0][0] + held <= now:
             entry = log.popleft()
             entry[2] = 0.0
             self.logged -= entry[1]
@@ -167,32 +183,63 @@ class Window:
             self.paused_until = until
         self.schedule = max(self.schedule, until + self.tolerance)
 
-    def decrease(self, now: float) -> None:
-        """Adaptive mode: slow down to what the server just refused, once per episode.
-
-        The server refused with the units of the last window granted, so it allows
-        fewer: the rate drops to 85% of those, by at least 15% and at most a
-        half. Callers already in flight when the server started refusing report it
-        too, so a pause while paused, or within one window of the last decrease,
-        does not decrease again.
-        """
-        if now < self.paused_until or now < self.decreased_at + self.per:
-            return
+    def used(self, now: float) -> float:
+        """Adaptive mode: how full the last window was, as a share of the current rate."""
         self._recover(now)
         self.expire(now)
-        allowed = _DECREASE * self.logged / self.rate
-        share = self.share * min(max(allowed, _MOST_DECREASE), _DECREASE)
-        self.share_at_decrease = max(share, _MINIMUM_SHARE)
+        return self.logged / self.rate
+
+    def decrease(self, now: float, blamed: bool = True) -> None:
+        """Adaptive mode: slow down below what the server just refused, once per episode.
+
+        The server refused with the units of the last window granted, so it allows
+        fewer: the rate drops to 90% of those, by at least 10% and at most a half,
+        and recovery will hold at 95% of the rate refused for a while (`_recover`). Callers
+        already in flight when the server started refusing report it too, so a
+        pause while paused, or within one window of the last decrease, does not
+        decrease again. A rate not ``blamed`` for the refusal (another rate of the
+        limiter was fuller) keeps its rate. A pause that does not decrease keeps
+        what has been recovered so far; recovery goes on from the end of the pause.
+        """
+        self._recover(now)
+        if not blamed or now < self.paused_until or now < self.decreased_at + self.per:
+            self.recovered_from = self.share
+            if self.share >= self.plateau:
+                self.plateau = 0.0
+            return
+        self.expire(now)
+        # The server refused the rate granted at (or what the window holds, if
+        # more): the plateau is anchored there, the cut on what was granted.
+        refused = max(self.logged, self.rate) / self.configured_rate
+        share = self.share * min(
+            max(_DECREASE * self.logged / self.rate, _MOST_DECREASE), _DECREASE
+        )
+        self.recovered_from = max(share, _MINIMUM_SHARE)
+        self.plateau = min(1.0, _PLATEAU * refused)
         self.decreased_at = now
-        self._set_share(self.share_at_decrease)
+        self._set_share(self.recovered_from)
 
     def _recover(self, now: float) -> None:
-        """Adaptive mode: add back a 20th of the configured rate per quiet window."""
+        """Adaptive mode: give back a 20th of the configured rate per quiet window.
+
+        Up to the plateau (95% of what the server last refused) at once, then the
+        rate holds there for `_HOLD_WINDOWS` quiet windows (the server's limit is
+        likely just above), then climbs on towards the configured rate, in case
+        the server now allows more.
+        """
         windows = (now - max(self.decreased_at, self.paused_until)) / self.per
-        if windows > 0:
-            share = min(1.0, self.share_at_decrease + _RECOVERY_PER_WINDOW * windows)
-            if share != self.share:
-                self._set_share(share)
+        if windows <= 0:
+            return
+        share = self.recovered_from + _RECOVERY_PER_WINDOW * windows
+        plateau = self.plateau
+        if plateau > self.recovered_from and share > plateau:
+            # Windows spent climbing to the plateau, then held there.
+            reached = (plateau - self.recovered_from) / _RECOVERY_PER_WINDOW
+            beyond = windows - reached - _HOLD_WINDOWS
+            share = plateau + _RECOVERY_PER_WINDOW * beyond if beyond > 0 else plateau
+        share = min(1.0, share)
+        if share != self.share:
+            self._set_share(share)
 
     def _set_share(self, share: float) -> None:
         """Grant at ``share`` of the configured rate (and burst) from now on."""
