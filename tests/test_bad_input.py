@@ -537,6 +537,20 @@ ROWS = [
     ),
     Row(
         "limits",
+        "RateLimiter",
+        "RateLimiter(5, adaptive='no')",
+        TypeError,
+        ("RateLimiter(adaptive='no')", "True or False"),
+    ),
+    Row(
+        "limits",
+        "MultiRateLimiter",
+        "MultiRateLimiter(adaptive=1, tokens=Rate(100))",
+        TypeError,
+        ("MultiRateLimiter(adaptive=1)", "True or False"),
+    ),
+    Row(
+        "limits",
         "RateLimiter.pause",
         "RateLimiter(5).pause(float('nan'))",
         ValueError,

@@ -198,8 +198,13 @@ def resolve_timeout(owner: str, value: object) -> float | None:
     if not (is_number(value) or isinstance(value, timedelta)):
         raise TypeError(
             f"{owner} timeout must be seconds (int, float or timedelta) or a LangGraph "
-            f"TimeoutPolicy, got {type(value).__name__}. If this attribute is your own "
-            "setting (e.g. an HTTP client timeout), rename it: `timeout` is a node policy."
+            f"TimeoutPolicy, got {type(value).__name__}."
+            + (
+                " If this attribute is your own setting (e.g. an HTTP client timeout), "
+                "rename it: `timeout` is a node policy."
+                if owner.startswith(("node ", "class "))
+                else ""
+            )
         )
     return _seconds(owner, "timeout", value)
 

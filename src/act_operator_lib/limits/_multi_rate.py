@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from act_operator_lib._validation import (
+    boolean,
     non_negative_integer,
     non_negative_number,
     positive_integer,
@@ -152,6 +153,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         Raises:
             TypeError: no rate, or a rate that is not a `Rate`.
         """
+        boolean("MultiRateLimiter", "adaptive", adaptive)
         if not rates:
             raise TypeError(
                 "MultiRateLimiter(**rates) must be given at least one rate, got none; "
@@ -169,7 +171,7 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
                     rate.limit,
                     rate.per,
                     rate.burst,
-                    bool(adaptive),
+                    adaptive,
                     sliding=True,
                     margin=rate.margin,
                 )

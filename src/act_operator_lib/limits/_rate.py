@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable
 from types import TracebackType
 
-from act_operator_lib._validation import positive_integer, positive_number
+from act_operator_lib._validation import boolean, positive_integer, positive_number
 from act_operator_lib.limits._queue import GrantQueue
 from act_operator_lib.limits._statistics import LimiterStatistics
 from act_operator_lib.limits._window import Window
@@ -73,7 +73,7 @@ class RateLimiter(GrantQueue[int, None]):
             positive_number("RateLimiter", "rate", rate),
             positive_number("RateLimiter", "per", per),
             positive_integer("RateLimiter", "burst", burst),
-            adaptive=bool(adaptive),
+            adaptive=boolean("RateLimiter", "adaptive", adaptive),
         )
         super().__init__((window,))
         self._window = window
