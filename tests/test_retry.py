@@ -376,7 +376,9 @@ async def test_call_with_policies_raises_call_timeout_error_past_the_timeout() -
 
 
 async def test_call_with_policies_takes_a_token_per_attempt_from_an_aiolimiter() -> None:
-    limiter = AsyncLimiter(1000, 1)
+    # A bucket that drains one token an hour: what it holds at the end is what the
+    # attempts took, however long the test ran.
+    limiter = AsyncLimiter(1000, 3600)
     attempt = FailingFirst(ConnectionError("reset"))
 
     await call_with_policies(attempt, retry=NO_WAIT, rate_limiter=limiter)
