@@ -8,15 +8,13 @@ final report. Real graphs, a real checkpointer and a real store.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from contextvars import ContextVar
-from typing import Any, TypedDict
+from typing import Any
 
 import pytest
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command, interrupt
+from tests._fan_out_graphs import State, config, graph_of
 
 from act_operator_lib import (
     AsyncBaseNode,
@@ -26,23 +24,6 @@ from act_operator_lib import (
     map_durable,
 )
 from act_operator_lib.durable import NAMESPACE_ROOT
-
-
-class State(TypedDict, total=False):
-    items: list[int]
-    results: list[Any]
-
-
-def graph_of(node: AsyncBaseNode, *, store: InMemoryStore | None = None) -> Any:
-    builder = StateGraph(State)
-    builder.add_node("work", node)
-    builder.add_edge(START, "work")
-    builder.add_edge("work", END)
-    return builder.compile(checkpointer=InMemorySaver(), store=store)
-
-
-def config() -> Any:
-    return {"configurable": {"thread_id": f"engine-{uuid.uuid4().hex}"}}
 
 
 async def review(item: int) -> str:

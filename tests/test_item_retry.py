@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import RetryPolicy, interrupt
+from tests._fan_out_graphs import State, config, graph_of
 
 from act_operator_lib import (
     AsyncBaseNode,
@@ -96,23 +94,6 @@ async def server() -> AsyncIterator[Server]:
     finally:
         state.release_hung.set()
         await runner.cleanup()
-
-
-class State(TypedDict, total=False):
-    items: list[int]
-    results: list[Any]
-
-
-def graph_of(node: AsyncBaseNode, *, store: InMemoryStore | None = None) -> Any:
-    builder = StateGraph(State)
-    builder.add_node("fetch", node)
-    builder.add_edge(START, "fetch")
-    builder.add_edge("fetch", END)
-    return builder.compile(checkpointer=InMemorySaver(), store=store)
-
-
-def config() -> Any:
-    return {"configurable": {"thread_id": f"item-retry-{uuid.uuid4().hex}"}}
 
 
 class Fetch(AsyncBaseNode):
