@@ -75,7 +75,7 @@ class WithRetry(AsyncBaseNode):
 class WithAllPolicies(AsyncBaseNode):
     timeout = 10
     retry = RetryPolicy(max_attempts=3)
-    rate_limit = RateLimiter(1e9)
+    rate_limiter = RateLimiter(1e9)
     max_concurrency = 100
 
     async def execute(self, state):
@@ -167,7 +167,7 @@ async def measure() -> list[tuple[str, float, float]]:
         ("async execute(self, state, config, runtime)", WithBoth()),
         ("async, timeout=10", WithTimeout()),
         ("async, retry=RetryPolicy(max_attempts=3)", WithRetry()),
-        ("async, timeout + retry + rate_limit + max_concurrency", WithAllPolicies()),
+        ("async, timeout + retry + rate_limiter + max_concurrency", WithAllPolicies()),
     ]:
         rows.append((label, baseline, await time_async(node, CALLS)))
     observer = NoOpObserver()
