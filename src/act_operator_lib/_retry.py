@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
 
-from act_operator_lib._deadline import DeadlineExceeded, within
+from act_operator_lib._deadline import DeadlineExceeded, deadline
 from act_operator_lib._errors import (
     ActOperatorError,
     FunctionNotAsyncError,
@@ -163,7 +163,8 @@ async def run_attempts(
                 if timeout is None:
                     return await attempt()
                 try:
-                    return await within(timeout, attempt, loop)
+                    with deadline(timeout, loop):
+                        return await attempt()
                 except DeadlineExceeded as error:
                     if observer is not None:
                         observer.timed_out(failed + 1, timeout)
