@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from types import TracebackType
 
 from act_operator_lib._validation import boolean, positive_integer, positive_number
 from act_operator_lib.limits._queue import GrantQueue
@@ -158,12 +157,7 @@ class RateLimiter(GrantQueue[int, None]):
                 return None
         return now
 
-    def __aexit__(  # type: ignore[override]
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> Awaitable[None]:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:  # type: ignore[override]
         if self._ready is None:
             return self.release()
         return self._ready
