@@ -106,41 +106,31 @@ class RateLimiter(GrantQueue[int, None]):
         """
         if type(weight) is not int or not 1 <= weight <= self._max_weight:
             positive_integer("RateLimiter.acquire", "weight", weight, self._max_weight)
-        loop = asyncio.get_running_loop()
-        now = self._grant_now(loop, weight)
-        if now is not None:
-            await self._wait(loop, now, weight)
+        await self._take(weight)
 
-    # `async with` awaits whatever __aenter__ returns: an uncontended call returns a
-    # completed future, which costs less than creating and running a coroutine.
-    def __aenter__(self) -> Awaitable[None]:  # type: ignore[override]
-        loop = asyncio.get_running_loop()
-        now = self._grant_now(loop, 1)
-        if now is None:
-            return self._ready  # type: ignore[return-value]
-        return self._wait(loop, now, 1)
+    def _take(self, weight: int = 1) -> Awaitable[None]:
+        """Take ``weight`` units: a completed future if granted at once, else the wait.
 
-    def _grant_now(self, loop: asyncio.AbstractEventLoop, weight: int) -> float | None:
-        """Grant ``weight`` at once if nobody waits and the window allows it: None.
-
-        Otherwise the time read, for `_wait`; the one fast path of `acquire` and
-        ``async with``.
+        The one fast path of `acquire` and ``async with`` (``__aenter__`` is this
+        method, and `async with` awaits whatever it returns): an uncontended call
+        creates no coroutine.
         """
+        loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._use_loop(loop)
         window = self._window
         with self._lock:
             now = self._clock()
-            if self._waiters:
-                return now
             # `Window.ready_at` inlined for the common case: on schedule, room in the
             # window, not slowed down; anything else takes the full check.
-            schedule = window.schedule
-            if (
-                schedule - window.tolerance <= now
-                and window.logged + weight <= window.capacity
-                and window.share >= 1.0
-            ) or window.ready_at(now, weight) <= now:
+            if not self._waiters and (
+                (
+                    window.schedule - window.tolerance <= now
+                    and window.logged + weight <= window.capacity
+                    and window.share >= 1.0
+                )
+                or window.ready_at(now, weight) <= now
+            ):
                 if now < window.bucket_end:
                     # `Window.grant` inlined for a grant that joins the last entry.
                     schedule = window.schedule
@@ -154,8 +144,10 @@ class RateLimiter(GrantQueue[int, None]):
                     entry[1] += weight
                 else:
                     window.grant(now, weight, now)
-                return None
-        return now
+                return self._ready  # type: ignore[return-value]
+        return self._wait(loop, now, weight)
+
+    __aenter__ = _take  # type: ignore[assignment]
 
     def __aexit__(self, *exc_info: object) -> Awaitable[None]:  # type: ignore[override]
         if self._ready is None:
