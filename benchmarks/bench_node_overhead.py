@@ -5,7 +5,8 @@ difference is everything the base class adds (argument dispatch, runtime wrappin
 result checks, statistics, the block-detection check). Goal: at most 1.5 us for
 every ``execute`` signature. Nodes with policies (none of which has to wait here)
 show what the policy path costs: each attempt of a node with a ``timeout`` runs
-under its own deadline timer (``_deadline.within``, asyncio.timeout's algorithm).
+under a deadline on its loop's shared timer for that timeout (``_deadline.deadline``,
+asyncio.timeout's algorithm).
 """
 
 from __future__ import annotations
