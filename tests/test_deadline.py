@@ -4,6 +4,9 @@ shared timer per loop and timeout."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -140,3 +143,37 @@ async def test_entering_a_deadline_outside_a_task_is_refused():
     loop.call_soon(outside)
     await asyncio.sleep(0)
     assert "inside a task" in str(outcome[0])
+
+
+def test_a_closed_loop_is_not_kept_alive_by_the_deadline_timer_it_left_armed():
+    async def quick() -> None:
+        with deadline(3600):
+            await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(quick())
+    loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None
+
+
+def test_loops_in_two_threads_with_the_same_timeout_each_cancel_their_own_attempt():
+    outcomes: list[str] = []
+
+    def run() -> None:
+        async def main() -> None:
+            try:
+                await within(0.05, lambda: asyncio.sleep(60))
+            except DeadlineExceeded:
+                outcomes.append("deadline")
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes == ["deadline", "deadline"]
