@@ -5,7 +5,8 @@ difference is everything the base class adds (argument dispatch, runtime wrappin
 result checks, statistics, the block-detection check). Goal: at most 1.5 us for
 every ``execute`` signature. Nodes with policies (none of which has to wait here)
 show what the policy path costs: each attempt of a node with a ``timeout`` runs
-under its own deadline timer (``_deadline.within``, asyncio.timeout's algorithm).
+under a deadline on its loop's shared timer for that timeout (``_deadline.deadline``,
+asyncio.timeout's algorithm).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class WithRetry(AsyncBaseNode):
 class WithAllPolicies(AsyncBaseNode):
     timeout = 10
     retry = RetryPolicy(max_attempts=3)
-    rate_limit = RateLimiter(1e9)
+    rate_limiter = RateLimiter(1e9)
     max_concurrency = 100
 
     async def execute(self, state):
@@ -167,7 +168,7 @@ async def measure() -> list[tuple[str, float, float]]:
         ("async execute(self, state, config, runtime)", WithBoth()),
         ("async, timeout=10", WithTimeout()),
         ("async, retry=RetryPolicy(max_attempts=3)", WithRetry()),
-        ("async, timeout + retry + rate_limit + max_concurrency", WithAllPolicies()),
+        ("async, timeout + retry + rate_limiter + max_concurrency", WithAllPolicies()),
     ]:
         rows.append((label, baseline, await time_async(node, CALLS)))
     observer = NoOpObserver()

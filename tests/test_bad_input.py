@@ -1481,10 +1481,23 @@ ROWS = [
     Row(
         "base_node",
         "AsyncBaseNode",
-        "class attribute rate_limit = 5",
+        "class attribute rate_limiter = 5",
         TypeError,
-        ("rate_limit", "RateLimiter(10)"),
-        call=lambda: node_class(AsyncBaseNode, execute=async_execute, rate_limit=5),
+        ("rate_limiter", "RateLimiter(10)"),
+        call=lambda: node_class(AsyncBaseNode, execute=async_execute, rate_limiter=5),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "class attributes rate_limit and rate_limiter",
+        NodeDefinitionError,
+        ("declares both `rate_limit` and `rate_limiter`", "Keep `rate_limiter` only"),
+        call=lambda: node_class(
+            AsyncBaseNode,
+            execute=async_execute,
+            rate_limit=RateLimiter(10),
+            rate_limiter=RateLimiter(10),
+        ),
     ),
     Row(
         "base_node",
@@ -1509,6 +1522,16 @@ ROWS = [
         ValueError,
         ("timeout", "finite number above 0"),
         call=lambda: node_class(AsyncBaseNode, execute=async_execute)(timeout=-1),
+    ),
+    Row(
+        "base_node",
+        "AsyncBaseNode",
+        "Node(rate_limit=RateLimiter(10), rate_limiter=RateLimiter(10))",
+        TypeError,
+        ("Node(rate_limit=..., rate_limiter=...) must give the policy once", "got both"),
+        call=lambda: node_class(AsyncBaseNode, execute=async_execute)(
+            rate_limit=RateLimiter(10), rate_limiter=RateLimiter(10)
+        ),
     ),
     Row(
         "base_node",

@@ -410,6 +410,21 @@ async def test_my_async_node_with_the_guides_own_state():
     assert result == {"query": "test", "result": "Data for test"}
 
 
+@pytest.mark.virtual_clock
+async def test_rate_limited_nodes_own_rate_limit_attribute_is_neither_a_policy_nor_deprecated():
+    """Rate Limiting: ``self.rate_limit = requests_per_second`` in the sample's ``__init__``
+    is its own setting, not the deprecated spelling of the ``rate_limiter`` policy."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        node = guide_class("Rate Limiting", "RateLimitedNode")(requests_per_second=5)
+        result = await ainvoke(node, state_of(["results"], items=[1, 2]))
+
+    assert node.rate_limit == 5
+    assert node.rate_limiter is None
+    assert result["results"] == ["Result for 1", "Result for 2"]
+    assert node.statistics().rate_limit_wait == 0
+
+
 def test_sync_node_with_invoke():
     """Async vs Sync: a graph of sync nodes runs with ``graph.invoke``, as the guide says."""
     calls: list[str] = []

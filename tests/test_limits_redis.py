@@ -78,13 +78,13 @@ def test_redis_limiters_are_limiters_so_node_policies_take_them(redis_url: str) 
     assert isinstance(concurrency, Limiter)
 
     class Limited(AsyncBaseNode):
-        rate_limit = rate
+        rate_limiter = rate
         max_concurrency = concurrency
 
         async def execute(self, state: dict[str, int]) -> dict[str, int]:
             return {"n": state["n"] + 1}
 
-    assert Limited().rate_limit is rate
+    assert Limited().rate_limiter is rate
 
 
 async def test_a_node_runs_under_redis_limits(redis_url: str, key: str) -> None:
@@ -95,7 +95,7 @@ async def test_a_node_runs_under_redis_limits(redis_url: str, key: str) -> None:
         async def execute(self, state: dict[str, int]) -> dict[str, int]:
             return {"n": state["n"] + 1}
 
-    node = Limited(rate_limit=rate, max_concurrency=concurrency)
+    node = Limited(rate_limiter=rate, max_concurrency=concurrency)
     try:
         assert await node({"n": 1}) == {"n": 2}
         assert concurrency.statistics().granted == 1

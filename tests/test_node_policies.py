@@ -1,4 +1,4 @@
-"""Node policies: timeout, retry, rate_limit, max_concurrency, in real graphs and direct calls.
+"""Node policies: timeout, retry, rate_limiter, max_concurrency, in real graphs and direct calls.
 
 Timed behaviour runs under looptime's virtual clock (``@pytest.mark.looptime``): sleeps
 finish at once while ``loop.time()`` advances, so delays are asserted exactly and no
@@ -174,7 +174,7 @@ def test_timeout_on_a_sync_node_instance_is_refused_by_the_constructor():
         Sync(timeout=5)
 
 
-@pytest.mark.parametrize("option", ["rate_limit", "max_concurrency"])
+@pytest.mark.parametrize("option", ["rate_limiter", "max_concurrency"])
 def test_limits_on_a_sync_node_are_refused(option):
     class Sync(BaseNode):
         def execute(self, state):
@@ -479,9 +479,9 @@ async def test_a_shared_concurrency_limiter_bounds_several_nodes_together():
 
 
 @pytest.mark.looptime
-async def test_rate_limit_is_shared_by_every_run_of_the_node():
+async def test_the_rate_limiter_is_shared_by_every_run_of_the_node():
     class Stamp(AsyncBaseNode):
-        rate_limit = RateLimiter(2)  # one every 0.5 s, class-wide
+        rate_limiter = RateLimiter(2)  # one every 0.5 s, class-wide
 
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
@@ -586,7 +586,7 @@ def test_each_instance_gets_its_own_concurrency_limiter_from_an_int():
         ({"retry": RetryPolicy(retry_on=42)}, TypeError, r"retry.retry_on"),  # type: ignore[arg-type]
         ({"retry": 3}, TypeError, r"node 'Gate' retry must be a LangGraph RetryPolicy"),
         ({"retry": []}, TypeError, r"node 'Gate' retry must be"),
-        ({"rate_limit": 10}, TypeError, r"node 'Gate' rate_limit must be a limiter"),
+        ({"rate_limiter": 10}, TypeError, r"node 'Gate' rate_limiter must be a limiter"),
         ({"max_concurrency": 0}, ValueError, r"node 'Gate' max_concurrency must be at least 1"),
         ({"max_concurrency": 2.5}, TypeError, r"node 'Gate' max_concurrency must be an int"),
         ({"max_concurrency": "4"}, TypeError, r"node 'Gate' max_concurrency"),
@@ -610,8 +610,94 @@ def test_bad_class_attribute_is_refused_when_the_class_is_defined():
 
 
 def test_unknown_keywords_still_fail_and_list_the_policies():
-    with pytest.raises(TypeError, match=r"retries.*timeout, retry, rate_limit, max_concurrency"):
+    with pytest.raises(TypeError, match=r"retries.*timeout, retry, rate_limiter, max_concurrency"):
         Gate(1, retries=3)
+
+
+# The old spelling `rate_limit`: a deprecated alias of `rate_limiter` for one release.
+
+
+async def test_a_rate_limit_class_attribute_warns_at_definition_and_is_the_rate_limiter():
+    limiter = RateLimiter(100)
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"class \S*OldSpelling: attribute `rate_limit`.*rename `rate_limit` to "
+        r"`rate_limiter`",
+    ) as warned:
+
+        class OldSpelling(AsyncBaseNode):
+            rate_limit = limiter
+
+            async def execute(self, state):
+                return {"value": 1}
+
+    assert warned[0].filename == __file__
+    assert OldSpelling.rate_limiter is limiter
+    assert await one_node_graph(OldSpelling()).ainvoke({"value": 0}) == {"value": 1}
+    assert limiter.statistics().granted == 1
+
+
+async def test_a_rate_limit_keyword_warns_at_construction_and_is_the_rate_limiter():
+    limiter = RateLimiter(100)
+    with pytest.warns(
+        DeprecationWarning,
+        match=r"Flaky\(rate_limit=\.\.\.\).*rename `rate_limit` to `rate_limiter`",
+    ) as warned:
+        node = Flaky(0, rate_limit=limiter)
+
+    assert warned[0].filename == __file__
+    assert node.rate_limiter is limiter
+    assert await one_node_graph(node).ainvoke({"value": 0}) == {"value": 1}
+    assert limiter.statistics().granted == 1
+
+
+def test_a_rate_limit_class_attribute_on_a_sync_node_warns_then_is_refused():
+    with (
+        pytest.warns(DeprecationWarning, match=r"rename `rate_limit` to `rate_limiter`"),
+        pytest.raises(NodeDefinitionError, match=r"`rate_limiter` is an AsyncBaseNode policy"),
+    ):
+        type(
+            "SyncOldSpelling",
+            (BaseNode,),
+            {"rate_limit": RateLimiter(5), "execute": lambda self, state: {}},
+        )
+
+
+def test_declaring_both_rate_limit_and_rate_limiter_on_a_class_is_refused():
+    with pytest.raises(
+        NodeDefinitionError,
+        match=r"declares both `rate_limit` and `rate_limiter`.*Keep `rate_limiter` only",
+    ):
+
+        class Both(AsyncBaseNode):
+            rate_limit = RateLimiter(5)
+            rate_limiter = RateLimiter(5)
+
+            async def execute(self, state):
+                return {}
+
+
+def test_passing_both_rate_limit_and_rate_limiter_keywords_is_refused():
+    with pytest.raises(
+        TypeError,
+        match=r"Flaky\(rate_limit=\.\.\., rate_limiter=\.\.\.\) must give the policy once",
+    ):
+        Flaky(0, rate_limit=RateLimiter(5), rate_limiter=RateLimiter(5))
+
+
+def test_a_subclass_of_a_node_declaring_rate_limit_does_not_warn_again():
+    with pytest.warns(DeprecationWarning, match=r"class \S*OldSpelling: attribute `rate_limit`"):
+
+        class OldSpelling(AsyncBaseNode):
+            rate_limit = RateLimiter(5)
+
+            async def execute(self, state):
+                return {}
+
+    class Child(OldSpelling):
+        timeout = 5
+
+    assert Child.rate_limiter is OldSpelling.rate_limiter
 
 
 # One timeout story with LangGraph's NodeTimeoutError.

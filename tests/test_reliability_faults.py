@@ -316,7 +316,7 @@ async def test_map_concurrent_under_faults_leaves_no_call_running(seed: int) -> 
     assert_no_new_tasks(before, seed)
 
 
-# Node policies: timeout, retry, rate_limit, max_concurrency, in graph runs and direct calls
+# Node policies: timeout, retry, rate_limiter, max_concurrency, in graph runs and direct calls
 
 
 class RunState(TypedDict, total=False):
@@ -334,7 +334,7 @@ def build_flaky(seed: int, plans: dict[int, list[str]], inside: Inside) -> Async
             jitter=False,
             retry_on=(Boom, NodeTimeoutError),
         )
-        rate_limit = RateLimiter(500, burst=5)
+        rate_limiter = RateLimiter(500, burst=5)
         max_concurrency = 4
 
         async def execute(self, state: RunState) -> RunState:

@@ -54,7 +54,7 @@ async def test_a_thousand_concurrent_runs_all_complete_within_both_limits_and_fa
 
     class Limited(AsyncBaseNode):
         max_concurrency = SLOTS
-        rate_limit = rate
+        rate_limiter = rate
 
         async def execute(self, state: LoadState) -> LoadState:
             now = loop.time()

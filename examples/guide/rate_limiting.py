@@ -2,7 +2,7 @@
 
 One `RateLimiter` object is one budget: share it between nodes, runs and tasks, and it
 spaces calls evenly on the event loop's clock, serving waiters in order. Use it as a
-node's ``rate_limit`` policy (each call takes a token) or pass it to ``map_concurrent``
+node's ``rate_limiter`` policy (each call takes a token) or pass it to ``map_concurrent``
 (each item takes one). ``python -m examples.guide.rate_limiting``
 """
 
@@ -34,7 +34,7 @@ class State(TypedDict, total=False):
 class LookupOne(AsyncBaseNode):
     """Fanned out with Send: every parallel call of this node takes a token first."""
 
-    rate_limit = SEARCH_API
+    rate_limiter = SEARCH_API
 
     async def execute(self, state: State) -> dict[str, Any]:
         return {"results": [await call_api(state["item"])]}

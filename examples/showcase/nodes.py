@@ -91,9 +91,11 @@ class Fetch(AsyncBaseNode):
     # One fetch at a time per process: runs share the API's rate budget anyway.
     max_concurrency = 1
 
-    def __init__(self, rate_limiter: RateLimiter, **kwargs: Any) -> None:
+    def __init__(self, request_budget: RateLimiter, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.rate_limiter = rate_limiter
+        # Not the node's `rate_limiter` policy, which takes one token per attempt of the
+        # whole node: here each request attempt of the fan-out below takes its own.
+        self.request_budget = request_budget
 
     async def execute(
         self, state: ShowcaseState, runtime: NodeRuntime[ShowcaseContext]
@@ -137,7 +139,7 @@ class Fetch(AsyncBaseNode):
                     lambda: get(item_id),
                     timeout=float(state["request_timeout"]),
                     retry=retry,
-                    rate_limiter=self.rate_limiter,
+                    rate_limiter=self.request_budget,
                     observer=retries,
                 )
             finally:

@@ -50,6 +50,7 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
 
 from act_operator_lib import streaming
+from act_operator_lib._deadline import DeadlineExceeded, deadline
 from act_operator_lib._errors import FunctionNotAsyncError, ItemTimeoutError
 from act_operator_lib._policies import resolve_retry
 from act_operator_lib._retry import CallPolicy, run_attempts
@@ -590,14 +591,13 @@ def _not_async(fn: Callable[[Any], Any], result: object, caller: str) -> Functio
 
 
 async def _within(call: Awaitable[Any], index: int, seconds: float) -> Any:
-    scope = asyncio.timeout(seconds)
+    # A deadline on the loop's shared timer for this timeout (`_deadline`), not an
+    # `asyncio.timeout` with a timer handle of its own per item.
     try:
-        async with scope:
+        with deadline(seconds):
             return await call
-    except TimeoutError as error:
-        if scope.expired():
-            raise ItemTimeoutError(index, seconds) from error
-        raise
+    except DeadlineExceeded as error:
+        raise ItemTimeoutError(index, seconds) from error
 
 
 def _cancel_requested() -> bool:

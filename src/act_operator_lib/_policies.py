@@ -1,4 +1,4 @@
-"""Node policies (timeout, retry, rate_limit, max_concurrency): their checks.
+"""Node policies (timeout, retry, rate_limiter, max_concurrency): their checks.
 
 A node's policies are resolved once, when the class is defined (to report mistakes
 at import time) and when an instance is built (keywords override class attributes),
@@ -8,8 +8,11 @@ under. `call_with_policies` resolves its arguments here too.
 
 from __future__ import annotations
 
+import abc
 import difflib
 import inspect
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,8 +34,10 @@ from act_operator_lib.limits import SupportsAcquire, SupportsRelease
 __all__ = [
     "ASYNC_ONLY_POLICIES",
     "POLICY_NAMES",
+    "RENAMED_POLICIES",
     "NodePolicies",
     "check_misspelled_policies",
+    "check_renamed_policy",
     "resolve_concurrency_limiter",
     "resolve_policies",
     "resolve_rate_limiter",
@@ -40,11 +45,15 @@ __all__ = [
     "resolve_timeout",
 ]
 
-POLICY_NAMES = ("timeout", "retry", "rate_limit", "max_concurrency")
+POLICY_NAMES = ("timeout", "retry", "rate_limiter", "max_concurrency")
 """The node options that are policies, in the order they are documented."""
 
-ASYNC_ONLY_POLICIES = ("timeout", "rate_limit", "max_concurrency")
+ASYNC_ONLY_POLICIES = ("timeout", "rate_limiter", "max_concurrency")
 """Policies that need an event loop: cancellation for a timeout, async limiters."""
+
+RENAMED_POLICIES = {"rate_limit": "rate_limiter"}
+"""Old spelling -> current name of a policy; the old one works, with a DeprecationWarning,
+until the next release."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +62,7 @@ class NodePolicies:
 
     timeout: float | None = None
     retry: tuple[RetryPolicy, ...] = ()
-    rate_limit: SupportsAcquire | None = None
+    rate_limiter: SupportsAcquire | None = None
     max_concurrency: SupportsRelease | None = None
 
     def call_policy(self) -> CallPolicy:
@@ -61,7 +70,7 @@ class NodePolicies:
         return CallPolicy(
             timeout=self.timeout,
             retry=self.retry,
-            rate_limiter=self.rate_limit,
+            rate_limiter=self.rate_limiter,
             concurrency_limiter=self.max_concurrency,
         )
 
@@ -69,7 +78,7 @@ class NodePolicies:
         return bool(
             self.timeout is not None
             or self.retry
-            or self.rate_limit is not None
+            or self.rate_limiter is not None
             or self.max_concurrency is not None
         )
 
@@ -78,7 +87,7 @@ def check_misspelled_policies(owner: str, namespace: Mapping[str, Any]) -> None:
     """Refuse a class attribute that looks like a misspelled policy (``retries = RetryPolicy()``).
 
     Such an attribute would be silently ignored. Flagged: a name close to a policy's
-    (difflib; plurals count: ``retries``, ``time_out``, ``ratelimit``, ``max_concurrent``)
+    (difflib; plurals count: ``retries``, ``time_out``, ``ratelimiter``, ``max_concurrent``)
     holding a value that policy takes. Not flagged: the policy name extended with
     ``_...`` (``timeout_s``), private names, methods, and values the policy could not
     take (``timeouts = {"connect": 5}``).
@@ -87,7 +96,12 @@ def check_misspelled_policies(owner: str, namespace: Mapping[str, Any]) -> None:
         NodeDefinitionError: naming the attribute and the policy it resembles.
     """
     for name, value in namespace.items():
-        if name.startswith("_") or name in POLICY_NAMES or not _plain_value(value):
+        if (
+            name.startswith("_")
+            or name in POLICY_NAMES
+            or name in RENAMED_POLICIES
+            or not _plain_value(value)
+        ):
             continue
         close = difflib.get_close_matches(_singular(name.lower()), POLICY_NAMES, n=1, cutoff=0.8)
         if not close or name.startswith(f"{close[0]}_") or not _could_be(close[0], value):
@@ -98,6 +112,59 @@ def check_misspelled_policies(owner: str, namespace: Mapping[str, Any]) -> None:
             f"{', '.join(POLICY_NAMES)}. If `{name}` is your own setting, give it a "
             f"name that is not so close to `{close[0]}` (e.g. `{close[0]}_setting`)."
         )
+
+
+def check_renamed_policy(owner: str, old: str, *, both: bool, at_definition: bool) -> str:
+    """Warn that policy ``old`` is spelled the deprecated way; return its current name.
+
+    ``owner`` is ``class Fetch`` (a class attribute, checked when the class is
+    defined) or ``Fetch`` (a constructor keyword). The warning points at the first
+    frame outside this package: the class statement or the constructor call.
+
+    Raises:
+        NodeDefinitionError: (``at_definition``) the class also declares the new name.
+        TypeError: (constructor) both keywords were given.
+    """
+    new = RENAMED_POLICIES[old]
+    if both:
+        if at_definition:
+            raise NodeDefinitionError(
+                f"{owner}: declares both `{old}` and `{new}`; `{old}` is the deprecated "
+                f"spelling of the `{new}` policy. Keep `{new}` only."
+            )
+        raise TypeError(
+            f"{owner}({old}=..., {new}=...) must give the policy once, as {new}=... "
+            f"(`{old}` is its deprecated spelling), got both."
+        )
+    where = f"{owner}: attribute `{old}`" if at_definition else f"{owner}({old}=...)"
+    warnings.warn(
+        f"{where} is the deprecated spelling of the `{new}` policy and stops working in "
+        f"the next release; rename `{old}` to `{new}`.",
+        DeprecationWarning,
+        stacklevel=_stacklevel_outside_package(),
+    )
+    return new
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+_CLASS_MACHINERY = abc.ABCMeta.__new__.__code__
+
+
+def _stacklevel_outside_package() -> int:
+    """``stacklevel`` for the caller's ``warnings.warn``: the first frame of user code.
+
+    Skipped: this package's frames and ``ABCMeta.__new__``'s (it runs
+    ``__init_subclass__`` for a class statement).
+    """
+    level = 1
+    frame = inspect.currentframe()
+    caller = None if frame is None else frame.f_back
+    while caller is not None and (
+        caller.f_code.co_filename.startswith(_PACKAGE) or caller.f_code is _CLASS_MACHINERY
+    ):
+        caller = caller.f_back
+        level += 1
+    return level
 
 
 def _singular(name: str) -> str:
@@ -124,7 +191,7 @@ def _could_be(policy: str, value: object) -> bool:
             and bool(value)
             and all(isinstance(item, RetryPolicy) for item in value)
         )
-    if policy == "rate_limit":
+    if policy == "rate_limiter":
         return isinstance(value, SupportsAcquire)
     return is_int(value) or isinstance(value, SupportsRelease)
 
@@ -150,7 +217,7 @@ def resolve_policies(
     policies = NodePolicies(
         timeout=resolve_timeout(owner, values.get("timeout")),
         retry=resolve_retry(owner, values.get("retry")),
-        rate_limit=resolve_rate_limiter(owner, "rate_limit", values.get("rate_limit")),
+        rate_limiter=resolve_rate_limiter(owner, "rate_limiter", values.get("rate_limiter")),
         max_concurrency=resolve_concurrency_limiter(
             owner, "max_concurrency", values.get("max_concurrency")
         ),

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
 
-from act_operator_lib._deadline import DeadlineExceeded, within
+from act_operator_lib._deadline import DeadlineExceeded, deadline
 from act_operator_lib._errors import (
     ActOperatorError,
     FunctionNotAsyncError,
@@ -145,25 +145,22 @@ async def run_attempts(
         took_token = False
         try:
             if slots is not None:
-                if waited is None:
-                    await slots.acquire()
-                else:
-                    asked = clock()
-                    await slots.acquire()
+                asked = clock()
+                await slots.acquire()
+                if waited is not None:
                     waited("concurrency", clock() - asked)
             try:
                 if rate_limiter is not None:
-                    if waited is None:
-                        await rate_limiter.acquire()
-                    else:
-                        asked = clock()
-                        await rate_limiter.acquire()
+                    asked = clock()
+                    await rate_limiter.acquire()
+                    if waited is not None:
                         waited("rate", clock() - asked)
                     took_token = True
                 if timeout is None:
                     return await attempt()
                 try:
-                    return await within(timeout, attempt, loop)
+                    with deadline(timeout, loop):
+                        return await attempt()
                 except DeadlineExceeded as error:
                     if observer is not None:
                         observer.timed_out(failed + 1, timeout)
@@ -175,11 +172,9 @@ async def run_attempts(
                         await released
         except Exception as error:
             failed += 1
-            delay = retry_delay(policy.retry, error, failed)
+            delay = _next_delay(policy, error, failed, observer)
             if delay is None:
                 raise
-            if observer is not None:
-                observer.retrying(failed, error, delay)
             # Everyone sharing the limiter waits out the server's Retry-After; this
             # caller then queues for its next token like the others.
             if not (took_token and await share_cooldown(rate_limiter, error, delay)):
@@ -216,14 +211,22 @@ def run_attempts_sync(
             return attempt()
         except Exception as error:
             failed += 1
-            delay = retry_delay(policy.retry, error, failed)
+            delay = _next_delay(policy, error, failed, observer)
             if delay is None:
                 raise
-            if observer is not None:
-                observer.retrying(failed, error, delay)
             time.sleep(delay)
             if before_retry is not None:
                 before_retry()
+
+
+def _next_delay(
+    policy: CallPolicy, error: Exception, failed: int, observer: AttemptObserver | None
+) -> float | None:
+    """`retry_delay` after the ``failed``-th failure, told to ``observer`` when retried."""
+    delay = retry_delay(policy.retry, error, failed)
+    if delay is not None and observer is not None:
+        observer.retrying(failed, error, delay)
+    return delay
 
 
 def retry_delay(

@@ -19,7 +19,7 @@ directly in a test with only the state::
 instead of reaching the graph state as a coroutine object.
 
 Nodes take policies, as class attributes or constructor keywords (keywords win):
-``timeout``, ``retry``, ``rate_limit`` and ``max_concurrency`` (see `AsyncBaseNode`
+``timeout``, ``retry``, ``rate_limiter`` and ``max_concurrency`` (see `AsyncBaseNode`
 and docs/policies.md), run by the one attempt loop in `act_operator_lib._retry`.
 Every call is counted (`statistics`) and told to the observers of
 `act_operator_lib.observability` (log records, OpenTelemetry spans, your own).
@@ -48,8 +48,10 @@ from act_operator_lib._errors import MissingAwaitError, NodeResultError, NodeTim
 from act_operator_lib._interrupts import reuse_interrupt_answers
 from act_operator_lib._policies import (
     POLICY_NAMES,
+    RENAMED_POLICIES,
     NodePolicies,
     check_misspelled_policies,
+    check_renamed_policy,
     resolve_policies,
 )
 from act_operator_lib._retry import CallPolicy, run_attempts, run_attempts_sync
@@ -92,7 +94,7 @@ class _Node(ABC):
     """Seconds each attempt may run before it is cancelled (AsyncBaseNode only)."""
     retry: RetryPolicy | tuple[RetryPolicy, ...] | list[RetryPolicy] | None = None
     """LangGraph `RetryPolicy` (or several, first match wins) for failed attempts."""
-    rate_limit: SupportsAcquire | None = None
+    rate_limiter: SupportsAcquire | None = None
     """A rate limiter every attempt takes a token from (AsyncBaseNode only)."""
     max_concurrency: int | SupportsRelease | None = None
     """At most this many attempts at once, in every run (AsyncBaseNode only)."""
@@ -118,6 +120,11 @@ class _Node(ABC):
             cls.name = cls.__name__
         if cls.__module__ == __name__:
             return
+        for old, option in RENAMED_POLICIES.items():
+            if old in vars(cls):
+                owner = f"class {cls.__qualname__}"
+                check_renamed_policy(owner, old, both=option in vars(cls), at_definition=True)
+                setattr(cls, option, vars(cls)[old])
         check_misspelled_policies(f"class {cls.__qualname__}", vars(cls))
         if any(option in vars(cls) for option in POLICY_NAMES):
             # Checked here so a bad policy fails at import, not at the first call.
@@ -142,7 +149,7 @@ class _Node(ABC):
             timeout: Seconds (or a LangGraph ``TimeoutPolicy`` with ``run_timeout``) each
                 attempt may run; AsyncBaseNode only.
             retry: A LangGraph ``RetryPolicy``, or a list of them (first match wins).
-            rate_limit: A limiter each attempt takes a token from; AsyncBaseNode only.
+            rate_limiter: A limiter each attempt takes a token from; AsyncBaseNode only.
             max_concurrency: An int (a `ConcurrencyLimiter` of this node instance) or
                 any limiter; AsyncBaseNode only.
 
@@ -155,6 +162,11 @@ class _Node(ABC):
         name = kwargs.pop("name", None)
         verbose = kwargs.pop("verbose", False)
         overrides = {option: kwargs.pop(option) for option in POLICY_NAMES if option in kwargs}
+        for old, option in RENAMED_POLICIES.items():
+            if old in kwargs:
+                owner = type(self).__qualname__
+                check_renamed_policy(owner, old, both=option in overrides, at_definition=False)
+                overrides[option] = kwargs.pop(old)
         if kwargs:
             unexpected = ", ".join(sorted(kwargs))
             raise TypeError(
@@ -210,6 +222,19 @@ class _Node(ABC):
         if self._call_policy is None and not observers.watching and not _debug_enabled(_DEBUG):
             return None
         return _Call(recorder.name, recorder, observers.start(recorder.name), now)
+
+    def _failed(self, call: _Call | None, started: float, error: BaseException) -> None:
+        """Record that the call which began at ``started`` raised ``error``.
+
+        ``call`` is what `_begin` returned: None on the plain path, which tells the
+        node's recorder only. (A success is recorded inline by each ``__call__``: a
+        method call there would cost the plain path about 4%.)
+        """
+        if call is None:
+            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
+            recorder.call_ended(outcome_of(error), error, _perf_counter() - started, 1)
+        else:
+            call.ended(error)
 
     def _timeout_error(self, seconds: float) -> NodeTimeoutError:
         return NodeTimeoutError(self.name, seconds)
@@ -479,7 +504,7 @@ class BaseNode(_Node):
     LangGraph runs a sync node in a worker thread under ``ainvoke``, so it never
     blocks the event loop. Of the node policies a sync node takes ``retry`` only
     (backoff waits with ``time.sleep`` in that thread): a thread cannot be cancelled,
-    so ``timeout`` is refused, and limiters are awaited, so ``rate_limit`` and
+    so ``timeout`` is refused, and limiters are awaited, so ``rate_limiter`` and
     ``max_concurrency`` are refused too. For those, derive from `AsyncBaseNode` and
     run the blocking part with ``await asyncio.to_thread(...)``.
     """
@@ -504,21 +529,10 @@ class BaseNode(_Node):
         """Run ``execute`` with the arguments it declares, under the policies, and check it."""
         started = _perf_counter()
         call = self._begin(config, started)
-        if call is None:
-            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
-            try:
-                result = self._checked(self._execute(state, config, runtime))
-            except BaseException as error:
-                recorder.call_ended(outcome_of(error), error, _perf_counter() - started, 1)
-                raise
-            recorder.successes += 1
-            recorder.finished(_perf_counter() - started)
-            return result
         try:
             # Checked once, after the attempts: a bad result is never retried. Without
-            # policies there is nothing for the engine to do.
-            policy = self._call_policy
-            if policy is None:
+            # policies (always so on the plain path) there is nothing for the engine to do.
+            if call is None or (policy := self._call_policy) is None:
                 result = self._checked(self._execute(state, config, runtime))
             else:
                 result = self._checked(
@@ -530,9 +544,14 @@ class BaseNode(_Node):
                     )
                 )
         except BaseException as error:
-            call.ended(error)
+            self._failed(call, started, error)
             raise
-        call.ended(None)
+        if call is None:
+            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
+            recorder.successes += 1
+            recorder.finished(_perf_counter() - started)
+        else:
+            call.ended(None)
         return result
 
 
@@ -544,7 +563,7 @@ class AsyncBaseNode(_Node):
         class Fetch(AsyncBaseNode):
             timeout = 10                                # seconds per attempt
             retry = RetryPolicy(max_attempts=3, retry_on=httpx.TransportError)
-            rate_limit = RateLimiter(50)                # shared by every call
+            rate_limiter = RateLimiter(50)              # shared by every call
             max_concurrency = 8                         # at once, across all runs
 
             async def execute(self, state):
@@ -554,7 +573,7 @@ class AsyncBaseNode(_Node):
         Fetch(timeout=30)                               # a keyword beats the class value
 
     Each attempt, in this order: take a ``max_concurrency`` slot, then a
-    ``rate_limit`` token, then run ``execute`` under ``timeout``; the slot is given
+    ``rate_limiter`` token, then run ``execute`` under ``timeout``; the slot is given
     back before a retry's backoff. On timeout the attempt is cancelled (the node's
     ``except CancelledError: ...; raise`` cleanup runs and is awaited) and
     `NodeTimeoutError` (a ``TimeoutError``) is raised; with the default ``retry_on``
@@ -589,21 +608,10 @@ class AsyncBaseNode(_Node):
             watch_running_loop()
         started = _perf_counter()
         call = self._begin(config, started)
-        if call is None:
-            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
-            try:
-                result = self._checked(await self._execute(state, config, runtime))
-            except BaseException as error:
-                recorder.call_ended(outcome_of(error), error, _perf_counter() - started, 1)
-                raise
-            recorder.successes += 1
-            recorder.finished(_perf_counter() - started)
-            return result
         try:
             # Checked once, after the attempts: a bad result is never retried. Without
-            # policies there is nothing for the engine to do.
-            policy = self._call_policy
-            if policy is None:
+            # policies (always so on the plain path) there is nothing for the engine to do.
+            if call is None or (policy := self._call_policy) is None:
                 result = self._checked(await self._execute(state, config, runtime))
             else:
                 result = self._checked(
@@ -616,9 +624,14 @@ class AsyncBaseNode(_Node):
                     )
                 )
         except BaseException as error:
-            call.ended(error)
+            self._failed(call, started, error)
             raise
-        call.ended(None)
+        if call is None:
+            recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
+            recorder.successes += 1
+            recorder.finished(_perf_counter() - started)
+        else:
+            call.ended(None)
         return result
 
 

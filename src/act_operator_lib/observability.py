@@ -164,7 +164,7 @@ class NodeStatistics:
     retries: int
     """Attempts after the first, summed over all calls."""
     rate_limit_wait: float
-    """Seconds spent waiting for the ``rate_limit``, summed (event-loop clock)."""
+    """Seconds spent waiting for the ``rate_limiter``, summed (event-loop clock)."""
     concurrency_wait: float
     """Seconds spent waiting for a ``max_concurrency`` slot, summed (event-loop clock)."""
     latency_p50: float | None

@@ -6,7 +6,6 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import Awaitable
-from types import TracebackType
 
 from act_operator_lib._validation import positive_integer
 from act_operator_lib.limits._base import _LimiterBase
@@ -112,12 +111,7 @@ class ConcurrencyLimiter(_LimiterBase):
                 return self._done or self._make_done()
         return self._wait()
 
-    def __aexit__(  # type: ignore[override]
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> Awaitable[None]:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:  # type: ignore[override]
         self._release()
         return self._done or self._make_done()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from types import TracebackType
 
 from act_operator_lib._validation import boolean, positive_integer, positive_number
 from act_operator_lib.limits._queue import GrantQueue
@@ -107,53 +106,50 @@ class RateLimiter(GrantQueue[int, None]):
         """
         if type(weight) is not int or not 1 <= weight <= self._max_weight:
             positive_integer("RateLimiter.acquire", "weight", weight, self._max_weight)
+        await self._take(weight)
+
+    def _take(self, weight: int = 1) -> Awaitable[None]:
+        """Take ``weight`` units: a completed future if granted at once, else the wait.
+
+        The one fast path of `acquire` and ``async with`` (``__aenter__`` is this
+        method, and `async with` awaits whatever it returns): an uncontended call
+        creates no coroutine.
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._use_loop(loop)
         window = self._window
         with self._lock:
             now = self._clock()
-            if not self._waiters and window.ready_at(now, weight) <= now:
-                window.grant(now, weight, now)
-                return
-        await self._wait(loop, now, weight)
+            # `Window.ready_at` inlined for the common case: on schedule, room in the
+            # window, not slowed down; anything else takes the full check.
+            if not self._waiters and (
+                (
+                    window.schedule - window.tolerance <= now
+                    and window.logged + weight <= window.capacity
+                    and window.share >= 1.0
+                )
+                or window.ready_at(now, weight) <= now
+            ):
+                if now < window.bucket_end:
+                    # `Window.grant` inlined for a grant that joins the last entry.
+                    schedule = window.schedule
+                    window.schedule = (schedule if schedule > now else now) + (
+                        weight * window.interval
+                    )
+                    window.logged += weight
+                    window.granted += weight
+                    entry = window.log[-1]
+                    entry[0] = now
+                    entry[1] += weight
+                else:
+                    window.grant(now, weight, now)
+                return self._ready  # type: ignore[return-value]
+        return self._wait(loop, now, weight)
 
-    # `async with` awaits whatever __aenter__ returns: an uncontended call returns a
-    # completed future, which costs less than creating and running a coroutine.
-    def __aenter__(self) -> Awaitable[None]:  # type: ignore[override]
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._use_loop(loop)
-        window = self._window
-        with self._lock:
-            now = self._clock()
-            if not self._waiters:
-                # `acquire(1)` inlined for the common case: on schedule, room in the
-                # window (a slowed-down adaptive rate recovers on the full check).
-                schedule = window.schedule
-                if schedule - window.tolerance <= now and window.logged < window.capacity:
-                    if now < window.bucket_end:
-                        # `Window.grant` inlined for a grant that joins the last entry.
-                        window.schedule = (schedule if schedule > now else now) + window.interval
-                        window.logged += 1
-                        window.granted += 1
-                        entry = window.log[-1]
-                        entry[0] = now
-                        entry[1] += 1
-                    else:
-                        window.grant(now, 1, now)
-                    return self._ready  # type: ignore[return-value]
-                if window.ready_at(now, 1) <= now:
-                    window.grant(now, 1, now)
-                    return self._ready  # type: ignore[return-value]
-        return self._wait(loop, now, 1)
+    __aenter__ = _take  # type: ignore[assignment]
 
-    def __aexit__(  # type: ignore[override]
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> Awaitable[None]:
+    def __aexit__(self, *exc_info: object) -> Awaitable[None]:  # type: ignore[override]
         if self._ready is None:
             return self.release()
         return self._ready

@@ -11,10 +11,11 @@ from typing import Annotated, Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
+from langgraph.types import StreamMode
 
 __all__ = ["NodeRun", "run_node", "run_node_sync"]
 
-_STREAM_MODES = ["updates", "custom", "values"]
+_STREAM_MODES: list[StreamMode] = ["updates", "custom", "values"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,16 +100,9 @@ async def run_node(
             ``{"retry_policy": RetryPolicy(max_attempts=3)}``. Policies the node
             applies itself (its ``timeout=``, limits) need nothing here.
     """
-    graph, name, input_state = _one_node_graph(node, state, state_schema, store, node_options)
-    before = _statistics(node)
-    update: Any = None
-    merged: Any = None
-    custom: list[Any] = []
-    async for mode, item in graph.astream(
-        input_state, config, context=context, stream_mode=_STREAM_MODES
-    ):
-        update, merged = _collect(mode, item, name, update, merged, custom)
-    return NodeRun(name, update, merged, tuple(custom), before, _statistics(node))
+    return await _streamed(
+        _Recording(node, state, state_schema, store, node_options), config, context
+    )
 
 
 def run_node_sync(
@@ -123,74 +117,92 @@ def run_node_sync(
 ) -> NodeRun:
     """`run_node` for tests without an event loop; takes the same arguments.
 
-    A sync node runs through ``graph.stream``; an async node runs through
-    ``asyncio.run(run_node(...))``, so call this only where no loop is running.
+    A sync node runs through ``graph.stream``; an async node through ``graph.astream``
+    under ``asyncio.run``, so call this only where no loop is running.
 
     Example::
 
         run = run_node_sync(Uppercase(), {"text": "hi"})
         assert run.state == {"text": "HI"}
     """
-    if _is_async(node):
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(
-                run_node(
-                    node,
-                    state,
-                    config=config,
-                    context=context,
-                    store=store,
-                    state_schema=state_schema,
-                    node_options=node_options,
-                )
-            )
+    asynchronous = _is_async(node)
+    if asynchronous and _loop_running():
         raise RuntimeError(
             f"run_node_sync({_node_name(node)!r}) was called inside a running event loop; "
             "use `await run_node(...)` in async tests."
         )
-    graph, name, input_state = _one_node_graph(node, state, state_schema, store, node_options)
-    before = _statistics(node)
-    update: Any = None
-    merged: Any = None
-    custom: list[Any] = []
-    for mode, item in graph.stream(input_state, config, context=context, stream_mode=_STREAM_MODES):
-        update, merged = _collect(mode, item, name, update, merged, custom)
-    return NodeRun(name, update, merged, tuple(custom), before, _statistics(node))
+    recording = _Recording(node, state, state_schema, store, node_options)
+    if asynchronous:
+        return asyncio.run(_streamed(recording, config, context))
+    stream = recording.graph.stream(
+        recording.input_state, config, context=context, stream_mode=_STREAM_MODES
+    )
+    for mode, item in stream:
+        recording.add(mode, item)
+    return recording.result()
 
 
-def _collect(
-    mode: str, item: Any, name: str, update: Any, merged: Any, custom: list[Any]
-) -> tuple[Any, Any]:
-    if mode == "custom":
-        custom.append(item)
-    elif mode == "values":
-        merged = item
-    elif mode == "updates" and isinstance(item, Mapping) and name in item:
-        update = item[name]
-    return update, merged
+async def _streamed(recording: _Recording, config: RunnableConfig | None, context: Any) -> NodeRun:
+    """Run the recording's graph through ``astream`` and return what it did."""
+    stream = recording.graph.astream(
+        recording.input_state, config, context=context, stream_mode=_STREAM_MODES
+    )
+    async for mode, item in stream:
+        recording.add(mode, item)
+    return recording.result()
 
 
-def _one_node_graph(
-    node: Any,
-    state: Any,
-    state_schema: type[Any] | None,
-    store: BaseStore | None,
-    node_options: Mapping[str, Any] | None,
-) -> tuple[Any, str, Any]:
-    if not callable(node):
-        raise TypeError(
-            "run_node(node=...) must be a node instance (e.g. MyNode(), not MyNode's "
-            f"result) or a LangGraph node function, got {type(node).__name__}"
+class _Recording:
+    """A node in its own one-node graph, and what the graph's stream has said so far."""
+
+    __slots__ = ("before", "custom", "graph", "input_state", "merged", "name", "node", "update")
+
+    def __init__(
+        self,
+        node: Any,
+        state: Any,
+        state_schema: type[Any] | None,
+        store: BaseStore | None,
+        node_options: Mapping[str, Any] | None,
+    ) -> None:
+        if not callable(node):
+            raise TypeError(
+                "run_node(node=...) must be a node instance (e.g. MyNode(), not MyNode's "
+                f"result) or a LangGraph node function, got {type(node).__name__}"
+            )
+        schema = state_schema if state_schema is not None else _infer_schema(state)
+        name = _node_name(node)
+        builder: StateGraph[Any, Any, Any, Any] = StateGraph(schema)
+        builder.add_node(name, node, **(node_options or {}))
+        builder.add_edge(START, name)
+        builder.add_edge(name, END)
+        self.graph = builder.compile(store=store, name=f"run_node({name})")
+        self.name = name
+        self.input_state = state
+        self.node = node
+        self.before = _statistics(node)
+        self.update: Any = None
+        self.merged: Any = None
+        self.custom: list[Any] = []
+
+    def add(self, mode: str, item: Any) -> None:
+        """Take one ``(mode, item)`` of the graph's stream."""
+        if mode == "custom":
+            self.custom.append(item)
+        elif mode == "values":
+            self.merged = item
+        elif mode == "updates" and isinstance(item, Mapping) and self.name in item:
+            self.update = item[self.name]
+
+    def result(self) -> NodeRun:
+        return NodeRun(
+            self.name,
+            self.update,
+            self.merged,
+            tuple(self.custom),
+            self.before,
+            _statistics(self.node),
         )
-    schema = state_schema if state_schema is not None else _infer_schema(state)
-    name = _node_name(node)
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(schema)
-    builder.add_node(name, node, **(node_options or {}))
-    builder.add_edge(START, name)
-    builder.add_edge(name, END)
-    return builder.compile(store=store, name=f"run_node({name})"), name, state
 
 
 def _infer_schema(state: Any) -> Any:
@@ -229,6 +241,14 @@ def _is_pydantic_model(value: Any) -> bool:
 def _node_name(node: Any) -> str:
     name = getattr(node, "name", None) or getattr(node, "__name__", None)
     return name if isinstance(name, str) and name else type(node).__name__
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _is_async(node: Any) -> bool:
