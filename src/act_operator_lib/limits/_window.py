@@ -25,13 +25,17 @@ _MINIMUM_SHARE = 1 / 64
 _RECOVERY_PER_WINDOW = 1 / 20
 """Adaptive mode gives back this share of the configured rate per quiet window."""
 _DECREASE = 0.9
-"""Adaptive mode slows down to this share of what the server refused."""
-_PLATEAU = 0.95
-"""Adaptive mode's recovery holds at this share of what the server refused..."""
+"""Adaptive mode cuts a rate to at most this share of the rate refused."""
+_UNREFUNDED = 0.95
+"""Adaptive mode learns this share of a window's grants when none was refunded
+(the refused calls are still among them)."""
 _HOLD_WINDOWS = 10
-"""... for this many quiet windows before climbing on."""
+"""Adaptive mode's recovery holds at the learned rate for this many quiet windows."""
 _MOST_DECREASE = 0.5
-"""Adaptive mode never slows down to less than this share of the rate at once."""
+"""Adaptive mode never slows down to less than this share of the rate at once..."""
+_MOST_DECREASE_REFUNDED = 0.25
+"""... or this share, when the refused calls were refunded (what was left is what
+the server took)."""
 
 
 class Window:
@@ -54,17 +58,23 @@ class Window:
         "burst",
         "capacity",
         "configured_rate",
+        "cut_from",
         "decreased_at",
+        "episode",
+        "episode_since",
+        "episode_units",
         "granted",
         "held",
         "interval",
         "log",
         "logged",
+        "measuring",
         "paused_until",
         "per",
         "plateau",
         "rate",
         "recovered_from",
+        "refunded_at",
         "schedule",
         "share",
         "sliding",
@@ -91,6 +101,15 @@ class Window:
         self.recovered_from = 1.0
         self.plateau = 0.0
         self.decreased_at = -math.inf
+        # The grants of the window a refusal was blamed on, their units then, and
+        # the share cut from: the cut is measured again once the pause is over.
+        self.episode: list[Entry] = []
+        self.episode_units = 0.0
+        self.episode_since = math.inf
+        # The grant time of the last grant refunded in part or whole.
+        self.refunded_at = -math.inf
+        self.cut_from = 1.0
+        self.measuring = False
         self.schedule = -math.inf
         self.paused_until = -math.inf
         self.log: deque[Entry] = deque()
@@ -173,6 +192,8 @@ class Window:
         moves by as much, and the window counts the grant at its new size."""
         if entry[2]:
             self.logged += difference
+        if difference < 0:
+            self.refunded_at = entry[0]
         entry[1] += difference
         self.granted += difference
         self.schedule += difference * self.interval
@@ -190,49 +211,72 @@ class Window:
         return self.logged / self.rate
 
     def decrease(self, now: float, blamed: bool = True) -> None:
-        """Adaptive mode: slow down below what the server just refused, once per episode.
+        """Adaptive mode: slow down to what the server took, once per episode.
 
-        The server refused with the units of the last window granted, so it allows
-        fewer: the rate drops to 90% of those, by at least 10% and at most a half,
-        and recovery will hold at 95% of the rate refused for a while (`_recover`). Callers
-        already in flight when the server started refusing report it too, so a
-        pause while paused, or within one window of the last decrease, does not
-        decrease again. A rate not ``blamed`` for the refusal (another rate of the
-        limiter was fuller) keeps its rate. A pause that does not decrease keeps
-        what has been recovered so far; recovery goes on from the end of the pause.
+        The server refused while this window's grants of the last ``per`` seconds
+        were in its window, so it allows about what they add up to, once the
+        refused calls among them are refunded (a `Reservation` settled at 0): the
+        rate drops to that, by at least 10% and at most three quarters; without a
+        refund, to 95% of them, by at most a half. The refunds of the calls in
+        flight arrive while the pause runs, so the cut is measured again when it
+        ends (`_measure`). Recovery then holds at the learned rate for a while
+        (`_recover`). Callers already in flight when the server started refusing
+        report it too, so a pause while paused, or within one window of the last
+        decrease, does not decrease again. A rate not ``blamed`` for the refusal
+        (another rate of the limiter was fuller) keeps its rate. A pause that does
+        not decrease keeps what has been recovered so far; recovery goes on from
+        the end of the pause.
         """
         self._recover(now)
         if not blamed or now < self.paused_until or now < self.decreased_at + self.per:
             self.recovered_from = self.share
-            if self.share >= self.plateau:
+            if self.share > self.plateau:
                 self.plateau = 0.0
             return
         self.expire(now)
-        # The server refused the rate granted at (or what the window holds, if
-        # more): the plateau is anchored there, the cut on what was granted.
-        refused = max(self.logged, self.rate) / self.configured_rate
-        share = self.share * min(
-            max(_DECREASE * self.logged / self.rate, _MOST_DECREASE), _DECREASE
-        )
-        self.recovered_from = max(share, _MINIMUM_SHARE)
-        self.plateau = min(1.0, _PLATEAU * refused)
+        since = self.episode_since = now - self.per
+        self.episode = [entry for entry in self.log if entry[0] > since]
+        self.episode_units = sum(entry[1] for entry in self.episode)
+        self.cut_from = self.share
         self.decreased_at = now
+        self.measuring = True
+        self._cut()
+
+    def _cut(self) -> None:
+        """Set the rate and the plateau from the episode's grants as they stand."""
+        accepted = sum(entry[1] for entry in self.episode)
+        refunded = accepted < self.episode_units or self.refunded_at > self.episode_since
+        learned = accepted if refunded else _UNREFUNDED * accepted
+        most = _MOST_DECREASE_REFUNDED if refunded else _MOST_DECREASE
+        rate = self.configured_rate * self.cut_from
+        share = self.cut_from * min(max(learned / rate, most), _DECREASE)
+        self.recovered_from = max(share, _MINIMUM_SHARE)
+        self.plateau = min(1.0, learned / self.configured_rate)
         self._set_share(self.recovered_from)
+
+    def _measure(self, now: float) -> None:
+        """Cut again once the pause is over, the episode's refunds now counted."""
+        self.measuring = False
+        self._cut()
+        self.episode = []
 
     def _recover(self, now: float) -> None:
         """Adaptive mode: give back a 20th of the configured rate per quiet window.
 
-        Up to the plateau (95% of what the server last refused) at once, then the
-        rate holds there for `_HOLD_WINDOWS` quiet windows (the server's limit is
-        likely just above), then climbs on towards the configured rate, in case
-        the server now allows more.
+        Up to the plateau (the rate learned from the last refusal) at once, then
+        the rate holds there for `_HOLD_WINDOWS` quiet windows (the server's limit
+        is likely just above), then climbs on towards the configured rate, in case
+        the server now allows more. A cut clamped above the plateau (the window
+        held less than the server allows) climbs at once.
         """
+        if self.measuring and now >= self.paused_until:
+            self._measure(now)
         windows = (now - max(self.decreased_at, self.paused_until)) / self.per
         if windows <= 0:
             return
         share = self.recovered_from + _RECOVERY_PER_WINDOW * windows
         plateau = self.plateau
-        if plateau > self.recovered_from and share > plateau:
+        if plateau >= self.recovered_from and share > plateau:
             # Windows spent climbing to the plateau, then held there.
             reached = (plateau - self.recovered_from) / _RECOVERY_PER_WINDOW
             beyond = windows - reached - _HOLD_WINDOWS
