@@ -33,6 +33,9 @@ _HOLD_WINDOWS = 10
 """Adaptive mode's recovery holds at the learned rate for this many quiet windows."""
 _MOST_DECREASE = 0.5
 """Adaptive mode never slows down to less than this share of the rate at once..."""
+_HELD = 0.98
+"""After a pause, only the rates that took at least this share of the fullest's
+share of its rate hold at the learned rate; the others climb at once."""
 _MOST_DECREASE_REFUNDED = 0.25
 """... or this share, when the refused calls were refunded (what was left is what
 the server took)."""
@@ -66,6 +69,7 @@ class Window:
         "granted",
         "held",
         "interval",
+        "known",
         "log",
         "logged",
         "measuring",
@@ -75,8 +79,10 @@ class Window:
         "rate",
         "recovered_from",
         "refunded_at",
+        "refusals",
         "schedule",
         "share",
+        "siblings",
         "sliding",
         "tolerance",
     )
@@ -106,10 +112,18 @@ class Window:
         self.episode: list[Entry] = []
         self.episode_units = 0.0
         self.episode_since = math.inf
-        # The grant time of the last grant refunded in part or whole.
+        # The grant time of the last grant refunded in part or whole, and the
+        # grants refused (by another rate's refund), as (time, units).
         self.refunded_at = -math.inf
+        self.refusals: deque[tuple[float, float]] = deque()
         self.cut_from = 1.0
         self.measuring = False
+        # The windows of the same limiter (set by `MultiRateLimiter`): the cuts of
+        # one refusal are measured together.
+        self.siblings: tuple[Window, ...] = (self,)
+        # The units the server last took in one window when this rate was the
+        # cause of a refusal: a window holding less did not cause the next one.
+        self.known = 0.0
         self.schedule = -math.inf
         self.paused_until = -math.inf
         self.log: deque[Entry] = deque()
@@ -198,6 +212,15 @@ class Window:
         self.granted += difference
         self.schedule += difference * self.interval
 
+    def refuse(self, entry: Entry, units: float) -> None:
+        """Adaptive mode: ``units`` of the grant logged in ``entry`` were refused by
+        the server (another rate of the call was refunded in full); the next cut
+        leaves them out, as it does a refund."""
+        refusals = self.refusals
+        while refusals and refusals[0][0] <= entry[0] - 2 * self.per:
+            refusals.popleft()
+        refusals.append((entry[0], units))
+
     def pause(self, until: float) -> None:
         """Grant nothing before ``until``; grants then resume evenly spaced."""
         if until > self.paused_until:
@@ -242,35 +265,74 @@ class Window:
         self.measuring = True
         self._cut()
 
-    def _cut(self) -> None:
-        """Set the rate and the plateau from the episode's grants as they stand."""
-        accepted = sum(entry[1] for entry in self.episode)
-        refunded = accepted < self.episode_units or self.refunded_at > self.episode_since
-        learned = accepted if refunded else _UNREFUNDED * accepted
+    def _accepted(self) -> tuple[float, bool]:
+        """What the episode's grants add up to as they stand, and whether refunds
+        (or refusals) took the refused calls out of them."""
+        since = self.episode_since
+        refused = sum(units for at, units in self.refusals if at > since)
+        accepted = sum(entry[1] for entry in self.episode) - refused
+        refunded = accepted < self.episode_units or self.refunded_at > since or refused > 0
+        return (accepted if refunded else _UNREFUNDED * accepted), refunded
+
+    def _cut(self, hold: bool = True) -> None:
+        """Set the rate and the plateau (when ``hold``) from the episode's grants."""
+        learned, refunded = self._accepted()
         most = _MOST_DECREASE_REFUNDED if refunded else _MOST_DECREASE
         rate = self.configured_rate * self.cut_from
         share = self.cut_from * min(max(learned / rate, most), _DECREASE)
         self.recovered_from = max(share, _MINIMUM_SHARE)
-        self.plateau = min(1.0, learned / self.configured_rate)
+        self.plateau = min(1.0, learned / self.configured_rate) if hold else 0.0
         self._set_share(self.recovered_from)
 
-    def _measure(self, now: float) -> None:
-        """Cut again once the pause is over, the episode's refunds now counted."""
-        self.measuring = False
-        self._cut()
-        self.episode = []
+    def _measure(self) -> None:
+        """Cut again once the pause is over, the episode's refunds now counted.
+
+        Every rate cut by the refusal is measured at once. A rate whose window held
+        less than the server took of it when it last caused a refusal (`known`) did
+        not cause this one: it gets its rate back. Of the others, the one that had
+        taken the most of its rate (and any within 2% of it) is the likely cause
+        and holds at what it learned; the rest were cut on a guess and climb at once.
+        """
+        cohort = [window for window in self.siblings if window.measuring]
+        learned = [window._accepted()[0] for window in cohort]
+        suspects = [
+            units > _HELD * window.known for window, units in zip(cohort, learned, strict=True)
+        ]
+        if not any(suspects):
+            suspects = [True] * len(cohort)
+        shares = [
+            units / (window.configured_rate * window.cut_from) if suspect else 0.0
+            for window, units, suspect in zip(cohort, learned, suspects, strict=True)
+        ]
+        fullest = max(shares)
+        for window, units, share, suspect in zip(cohort, learned, shares, suspects, strict=True):
+            window.measuring = False
+            if not suspect:
+                window.recovered_from = window.cut_from
+                window.plateau = 0.0
+                window._set_share(window.cut_from)
+            else:
+                hold = share >= _HELD * fullest
+                window._cut(hold)
+                if hold:
+                    window.known = units
+            window.episode = []
+            # The learned rate's log keeps the server's window within it, so the
+            # burst a pause takes away comes back: without it every later grant is
+            # one window's burst behind a limiter set at the server's limits.
+            window.schedule = min(window.schedule, window.paused_until)
 
     def _recover(self, now: float) -> None:
         """Adaptive mode: give back a 20th of the configured rate per quiet window.
 
-        Up to the plateau (the rate learned from the last refusal) at once, then
-        the rate holds there for `_HOLD_WINDOWS` quiet windows (the server's limit
-        is likely just above), then climbs on towards the configured rate, in case
+        From a cut to the plateau (the rate learned from the last refusal), the
+        rate holds there for `_HOLD_WINDOWS` quiet windows (the server's limit is
+        likely just above), then climbs on towards the configured rate, in case
         the server now allows more. A cut clamped above the plateau (the window
         held less than the server allows) climbs at once.
         """
         if self.measuring and now >= self.paused_until:
-            self._measure(now)
+            self._measure()
         windows = (now - max(self.decreased_at, self.paused_until)) / self.per
         if windows <= 0:
             return
