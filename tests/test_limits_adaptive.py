@@ -213,3 +213,52 @@ async def test_a_pause_that_does_not_slow_down_keeps_what_was_recovered() -> Non
     await limiter.pause(0.1)
     await asyncio.sleep(0.1)
     assert limiter.statistics().rate == pytest.approx(20 + 40 * 0.05 * 0.8)
+
+
+async def test_once_the_pause_ends_the_learned_rate_may_go_in_one_burst() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(1_000, burst=1_000), adaptive=True)
+    reservations = [await limiter.reserve(tokens=100) for _ in range(10)]
+    for reservation in reservations[6:]:
+        await reservation.settle(tokens=0)
+    await limiter.pause(0.5)
+    # Past the pause and the window of the first grants: 600 a second, all at once.
+    await asyncio.sleep(1.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(6):
+        await limiter.reserve(tokens=100)
+    assert loop.time() == start
+
+
+async def test_a_rate_refunded_in_full_marks_the_call_refused_on_the_other_rates() -> None:
+    limiter = MultiRateLimiter(
+        requests=Rate(10, burst=10), tokens=Rate(1_000, burst=1_000), adaptive=True
+    )
+    reservations = [await limiter.reserve(tokens=100) for _ in range(10)]
+    for reservation in reservations[6:]:
+        await reservation.settle(tokens=0)
+    await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    # The requests window was the fullest; 4 of its 10 calls were refused.
+    rates = limiter.statistics().rates
+    assert (rates["requests"].rate, rates["tokens"].rate) == pytest.approx((6, 1_000))
+
+
+async def test_a_rate_that_held_less_than_the_server_took_of_it_before_keeps_its_rate() -> None:
+    limiter = MultiRateLimiter(
+        requests=Rate(10, burst=10), tokens=Rate(1_000, burst=1_000), adaptive=True
+    )
+    reservations = [await limiter.reserve(tokens=200) for _ in range(5)]
+    await reservations[0].settle(tokens=0)
+    await limiter.pause(0.5)
+    await asyncio.sleep(1.5)
+    # The server took 800 tokens before refusing: the tokens rate learned 800.
+    assert limiter.statistics().rates["tokens"].rate == pytest.approx(800)
+    for _ in range(10):
+        await limiter.reserve(tokens=78)
+    # Both windows nearly full, but 780 tokens is less than the server took before:
+    # the requests rate is the cause.
+    await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    rates = limiter.statistics().rates
+    assert (rates["requests"].rate, rates["tokens"].rate) == pytest.approx((9, 800))
