@@ -33,12 +33,13 @@ _HOLD_WINDOWS = 10
 """Adaptive mode's recovery holds at the learned rate for this many quiet windows."""
 _MOST_DECREASE = 0.5
 """Adaptive mode never slows down to less than this share of the rate at once..."""
-_HELD = 0.98
-"""After a pause, only the rates that took at least this share of the fullest's
-share of its rate hold at the learned rate; the others climb at once."""
 _MOST_DECREASE_REFUNDED = 0.25
 """... or this share, when the refused calls were refunded (what was left is what
 the server took)."""
+_HELD = 0.98
+"""After a pause, a rate holds at what it learned only if it took at least this
+share of the fullest rate's share (and more than this share of what the server
+took of it when it last caused a refusal)."""
 
 
 class Window:
