@@ -38,8 +38,7 @@ _MOST_DECREASE_REFUNDED = 0.25
 the server took)."""
 _HELD = 0.98
 """After a pause, a rate holds at what it learned only if it took at least this
-share of the fullest rate's share (and more than this share of what the server
-took of it when it last caused a refusal)."""
+share of the fullest rate's share."""
 
 
 class Window:
@@ -122,8 +121,8 @@ class Window:
         # The windows of the same limiter (set by `MultiRateLimiter`): the cuts of
         # one refusal are measured together.
         self.siblings: tuple[Window, ...] = (self,)
-        # The units the server last took in one window when this rate was the
-        # cause of a refusal: a window holding less did not cause the next one.
+        # The most units the server took in one window of this rate when it was
+        # the cause of a refusal: a window holding no more did not cause the next.
         self.known = 0.0
         self.schedule = -math.inf
         self.paused_until = -math.inf
@@ -289,16 +288,15 @@ class Window:
         """Cut again once the pause is over, the episode's refunds now counted.
 
         Every rate cut by the refusal is measured at once. A rate whose window held
-        less than the server took of it when it last caused a refusal (`known`) did
-        not cause this one: it gets its rate back. Of the others, the one that had
-        taken the most of its rate (and any within 2% of it) is the likely cause
-        and holds at what it learned; the rest were cut on a guess and climb at once.
+        no more than the server once took of it (`known`, the most learned when it
+        was the cause) did not cause this one: it gets its rate back. Of the
+        others, the one that had taken the most of its rate (and any within 2% of
+        it) is the likely cause and holds at what it learned; the rest were cut on
+        a guess and climb at once.
         """
         cohort = [window for window in self.siblings if window.measuring]
         learned = [window._accepted()[0] for window in cohort]
-        suspects = [
-            units > _HELD * window.known for window, units in zip(cohort, learned, strict=True)
-        ]
+        suspects = [units > window.known for window, units in zip(cohort, learned, strict=True)]
         if not any(suspects):
             suspects = [True] * len(cohort)
         shares = [
@@ -316,7 +314,7 @@ class Window:
                 hold = share >= _HELD * fullest
                 window._cut(hold)
                 if hold:
-                    window.known = units
+                    window.known = max(window.known, units)
             window.episode = []
             # The learned rate's log keeps the server's window within it, so the
             # burst a pause takes away comes back: without it every later grant is
