@@ -15,16 +15,27 @@ server sent, seconds, and the ratio to the floor.
     ``retry-after: 2`` for 2 s, from 0.5 s in; reported: requests that reached the
     server during the outage.
 
+(a) and (b) end with a row of 4 worker processes sharing a `RedisMultiRateLimiter`
+(Redis at 127.0.0.1:6379, a key of its own per run), each making its share of the
+calls with ``python -m benchmarks.bench_llm worker ...``.
+
 ``LLM_CALLS=60 python -m benchmarks llm`` runs smaller workloads ((b) takes twice as
-many calls).
+many calls). ``LLM_TABLES=a,b`` runs only those tables (of ``a``, ``b``, ``c``, ``d``);
+``LLM_ROWS=adaptive,redis`` only the rows whose contender names one of the words
+(case-insensitive); ``LLM_ROUNDS=3`` runs each chosen row that many times in turn
+(one line per run). Unset, everything runs once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import os
 import random
+import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -35,13 +46,23 @@ from langchain_core.rate_limiters import InMemoryRateLimiter
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
-from tests._openai_server import RemoteServer, ServerLimits, openai_server_process
+from tests._openai_server import (
+    RemoteServer,
+    ServerLimits,
+    ServerStatistics,
+    openai_server_process,
+)
 
 from act_operator_lib import AsyncBaseNode, RateLimiter, call_with_policies, map_concurrent
 from act_operator_lib.integrations.langchain import Estimate, with_token_budget
-from act_operator_lib.limits import MultiRateLimiter, Rate
+from act_operator_lib.limits import MultiRateLimiter, Rate, RedisMultiRateLimiter
 
 CALLS = int(os.environ.get("LLM_CALLS", "200"))
+TABLES = set(os.environ.get("LLM_TABLES", "a,b,c,d").replace(" ", "").split(","))
+ROWS = [word.lower() for word in os.environ.get("LLM_ROWS", "").split(",") if word.strip()]
+ROUNDS = int(os.environ.get("LLM_ROUNDS", "1"))
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PROCESSES = 4
 IN_FLIGHT = 16
 COSTS = (50, 400)
 SEED = 15
@@ -143,6 +164,34 @@ class AskAll(AsyncBaseNode):
         return {"failed": sum(1 for result in results if isinstance(result, BaseException))}
 
 
+async def ask(
+    one: Callable[[int], Awaitable[Any]], indices: list[int], graphs: int, in_flight: int
+) -> int:
+    """Make the calls of ``indices``, ``in_flight`` at once; the number that failed.
+
+    ``graphs`` concurrent graph runs share them (``in_flight // graphs`` each), or
+    one task group when 0.
+    """
+    if not graphs:
+        results = await map_concurrent(one, indices, limit=in_flight, return_exceptions=True)
+        return sum(1 for result in results if isinstance(result, BaseException))
+    builder = StateGraph(Batch)
+    builder.add_node("ask", AskAll(one, in_flight // graphs))
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    graph = builder.compile()
+    shares = [indices[n::graphs] for n in range(graphs)]
+    runs = await asyncio.gather(*(graph.ainvoke({"indices": share}) for share in shares))
+    return sum(result["failed"] for result in runs)
+
+
+def outcome(seen: ServerStatistics, failed: int, seconds: float) -> Outcome:
+    # The server answers every request of its outage 429 "outage", from the moment
+    # the outage request reached it: an exact count, unlike the client's clock.
+    during = seen.rejected_for.get("outage", 0)
+    return Outcome(failed, seen.rejected, seconds, during, seen.rejected_for)
+
+
 async def run(workload: Workload, make: Contender, outage: bool = False) -> Outcome:
     spend = workload.costs()
     limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
@@ -157,26 +206,89 @@ async def run(workload: Workload, make: Contender, outage: bool = False) -> Outc
                 OUTAGE_START, server.outage, OUTAGE_SECONDS, OUTAGE_SECONDS
             )
         started = time.monotonic()
-        if workload.graphs:
-            builder = StateGraph(Batch)
-            builder.add_node("ask", AskAll(one, IN_FLIGHT // workload.graphs))
-            builder.add_edge(START, "ask")
-            builder.add_edge("ask", END)
-            graph = builder.compile()
-            shares = [list(range(len(spend)))[n :: workload.graphs] for n in range(workload.graphs)]
-            runs = await asyncio.gather(*(graph.ainvoke({"indices": share}) for share in shares))
-            failed = sum(result["failed"] for result in runs)
-        else:
-            results = await map_concurrent(
-                one, range(len(spend)), limit=IN_FLIGHT, return_exceptions=True
-            )
-            failed = sum(1 for result in results if isinstance(result, BaseException))
+        failed = await ask(one, list(range(len(spend))), workload.graphs, IN_FLIGHT)
         seconds = time.monotonic() - started
         seen = server.statistics()
-    # The server answers every request of its outage 429 "outage", from the moment
-    # the outage request reached it: an exact count, unlike the client's clock.
-    during = seen.rejected_for.get("outage", 0)
-    return Outcome(failed, seen.rejected, seconds, during, seen.rejected_for)
+    return outcome(seen, failed, seconds)
+
+
+def redis_rates(workload: Workload, margin: float) -> dict[str, Rate]:
+    return {
+        "requests": Rate(workload.rate, burst=int(workload.rate), margin=margin),
+        "tokens": Rate(workload.tokens, burst=int(workload.tokens), margin=margin),
+    }
+
+
+def redis_limiter(workload: Workload, key: str) -> tuple[RedisMultiRateLimiter, float]:
+    """The Redis twin at the server's limits, with the in-process rows' margin if it
+    takes one (else none), and the margin it got."""
+    try:
+        return RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, MARGIN)), MARGIN
+    except (TypeError, ValueError):
+        return RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, 0.0)), 0.0
+
+
+async def redis_worker(url: str, key: str, settings: str, number: str) -> None:
+    """One of `PROCESSES` workers: its share of the calls through the shared Redis twin.
+
+    Prints "ready" once set up, reads the common start time (``time.time()``) from
+    stdin, and prints ``{"failed", "finished", "margin"}`` as JSON.
+    """
+    workload = Workload(**json.loads(settings))
+    spend = workload.costs()
+    limiter, margin = redis_limiter(workload, key)
+    model = with_token_budget(chat(RemoteServer(url), max_retries=0), limiter, estimate=100)
+
+    def one(index: int) -> Awaitable[Any]:
+        text = prompt(index, spend[index])
+        return call_with_policies(lambda: model.ainvoke(text), retry=RATE_LIMITED)
+
+    indices = list(range(workload.calls))[int(number) :: PROCESSES]
+    print("ready", flush=True)
+    start = float(await asyncio.to_thread(sys.stdin.readline))
+    await asyncio.sleep(max(0.0, start - time.time()))
+    try:
+        failed = await ask(one, indices, workload.graphs // PROCESSES, IN_FLIGHT // PROCESSES)
+    finally:
+        await limiter.aclose()
+    report = {"failed": failed, "finished": time.time(), "margin": margin}
+    print(json.dumps(report), flush=True)
+
+
+async def run_processes(workload: Workload) -> tuple[Outcome, float]:
+    """`PROCESSES` worker processes sharing one `RedisMultiRateLimiter` key; the
+    outcome and the margin the twin took."""
+    limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
+    key = f"bench:act_operator_lib:llm:{uuid.uuid4().hex}"
+    settings = json.dumps(dataclasses.asdict(workload))
+    with openai_server_process(limits) as server:
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "benchmarks.bench_llm",
+                "worker",
+                server.url,
+                key,
+                settings,
+                str(number),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            for number in range(PROCESSES)
+        ]
+        for worker in workers:
+            assert worker.stdout is not None
+            assert await worker.stdout.readline() == b"ready\n"
+        start = time.time() + 0.2
+        outputs = await asyncio.gather(
+            *(worker.communicate(f"{start!r}\n".encode()) for worker in workers)
+        )
+        reports = [json.loads(stdout) for stdout, _ in outputs]
+        seen = server.statistics()
+    failed = sum(report["failed"] for report in reports)
+    seconds = max(report["finished"] for report in reports) - start
+    return outcome(seen, failed, seconds), min(report["margin"] for report in reports)
 
 
 def sdk_retries(retries: int) -> Contender:
@@ -264,6 +376,22 @@ OUTAGE_CONTENDERS: list[tuple[str, Contender]] = [
 ]
 
 
+REDIS_ROW = (
+    f"ours: {PROCESSES} processes, `RedisMultiRateLimiter` on one key, estimate 100 "
+    "settled from usage"
+)
+
+
+def chosen(name: str) -> bool:
+    """Whether ``LLM_ROWS`` (unset: every row) names the row ``name``."""
+    return not ROWS or any(word in name.lower() for word in ROWS)
+
+
+def _row(name: str, outcome: Outcome, floor: float) -> str:
+    ratio = f"{outcome.seconds / floor:.2f}x | {floor / outcome.seconds:.0%}"
+    return f"| {name} | {outcome.failed} | {outcome.rejected} | {outcome.seconds:.2f} | {ratio} |"
+
+
 async def _table(title: str, workload: Workload) -> list[str]:
     spend = workload.costs()
     floor = workload.floor()
@@ -275,12 +403,15 @@ async def _table(title: str, workload: Workload) -> list[str]:
         "| contender | failed | 429s | seconds | vs floor | floor / seconds |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name, make in CONTENDERS:
-        outcome = await run(workload, make)
-        ratio = f"{outcome.seconds / floor:.2f}x | {floor / outcome.seconds:.0%}"
-        lines.append(
-            f"| {name} | {outcome.failed} | {outcome.rejected} | {outcome.seconds:.2f} | {ratio} |"
-        )
+    contenders = [(name, make) for name, make in CONTENDERS if chosen(name)]
+    # Rounds alternate between the rows, so a noisy moment weighs on all alike.
+    for _ in range(ROUNDS):
+        for name, make in contenders:
+            lines.append(_row(name, await run(workload, make), floor))
+        if chosen(REDIS_ROW):
+            processes, margin = await run_processes(workload)
+            given = f"`margin={margin:g}`" if margin else "no margin (the twin takes none)"
+            lines.append(_row(f"{REDIS_ROW}, {given}", processes, floor))
     return lines
 
 
@@ -314,32 +445,47 @@ async def _run() -> str:
         f"ChatOpenAI calls of 50-400 tokens each, {IN_FLIGHT} in flight, against a local "
         "server (own process) with 1 s sliding windows of R requests and T tokens.",
     ]
-    lines += await _table("(a) one task group", one_group)
-    lines += await _table("(b) 8 concurrent graph runs", graphs)
-    lines += [
-        "",
-        f"(c) outage: (a), with every request answered 429 `retry-after: "
-        f"{OUTAGE_SECONDS:g}` for {OUTAGE_SECONDS:g} s from {OUTAGE_START:g} s in:",
-        "",
-        "| contender | failed | requests during the outage | seconds |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, make in OUTAGE_CONTENDERS:
-        outcome = await run(one_group, make, outage=True)
-        lines.append(
-            f"| {name} | {outcome.failed} | {outcome.during_outage} | {outcome.seconds:.2f} |"
-        )
-    last, most = await _limiter_alone(one_group)
-    held, _ = await _limiter_alone(one_group, MARGIN)
-    lines += [
-        "",
-        f"(d) (a)'s costs through the `MultiRateLimiter` alone (no server): last grant at "
-        f"{last:.2f} s (floor {one_group.floor():.2f} s), at most {most:,} tokens in any 1 s "
-        f"(T = {one_group.tokens:,.0f}); with `margin={MARGIN:g}`, last grant at {held:.2f} s.",
-    ]
+    if "a" in TABLES:
+        lines += await _table("(a) one task group", one_group)
+    if "b" in TABLES:
+        lines += await _table(f"(b) {graphs.graphs} concurrent graph runs", graphs)
+    if "c" in TABLES:
+        lines += [
+            "",
+            f"(c) outage: (a), with every request answered 429 `retry-after: "
+            f"{OUTAGE_SECONDS:g}` for {OUTAGE_SECONDS:g} s from {OUTAGE_START:g} s in:",
+            "",
+            "| contender | failed | requests during the outage | seconds |",
+            "|---|---:|---:|---:|",
+        ]
+        for _ in range(ROUNDS):
+            for name, make in OUTAGE_CONTENDERS:
+                if not chosen(name):
+                    continue
+                outage = await run(one_group, make, outage=True)
+                lines.append(
+                    f"| {name} | {outage.failed} | {outage.during_outage} | {outage.seconds:.2f} |"
+                )
+    if "d" in TABLES:
+        last, most = await _limiter_alone(one_group)
+        held, _ = await _limiter_alone(one_group, MARGIN)
+        lines += [
+            "",
+            f"(d) (a)'s costs through the `MultiRateLimiter` alone (no server): last grant "
+            f"at {last:.2f} s (floor {one_group.floor():.2f} s), at most {most:,} tokens in "
+            f"any 1 s (T = {one_group.tokens:,.0f}); with `margin={MARGIN:g}`, last grant at "
+            f"{held:.2f} s.",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> str:
     """Run the comparison and return the Markdown section for docs/benchmarks.md."""
     return asyncio.run(_run())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["worker"]:
+        asyncio.run(redis_worker(*sys.argv[2:]))
+    else:
+        print(main())

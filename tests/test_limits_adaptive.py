@@ -94,12 +94,12 @@ async def test_a_pause_with_nothing_granted_halves_the_rate() -> None:
     assert gaps == pytest.approx([0.05, 0.05], rel=0.01)
 
 
-async def test_a_pause_slows_down_to_90_percent_of_what_the_server_refused() -> None:
+async def test_a_pause_slows_down_to_95_percent_of_what_the_last_window_granted() -> None:
     limiter = RateLimiter(40, burst=40, adaptive=True)
     for _ in range(30):
         await limiter.acquire()
     await limiter.pause(1.0)
-    assert limiter.statistics().rate == pytest.approx(27)
+    assert limiter.statistics().rate == pytest.approx(28.5)
 
 
 async def test_pauses_of_one_episode_halve_the_rate_once() -> None:
@@ -145,16 +145,64 @@ async def test_a_pause_slows_only_the_fullest_rate_of_a_multi_rate_limiter() -> 
     assert (rates["requests"].rate, rates["tokens"].rate) == (40, 900)
 
 
-async def test_recovery_holds_just_under_the_refused_rate_before_climbing_on() -> None:
+async def test_recovery_holds_at_the_learned_rate_before_climbing_on() -> None:
     limiter = RateLimiter(40, burst=40, adaptive=True)
     for _ in range(30):
         await limiter.acquire()
     await limiter.pause(1.0)
     await asyncio.sleep(1.0 + 10.0)
-    # 27 a second after the cut, back up to 95% of the 40 refused, held there.
-    assert limiter.statistics().rate == pytest.approx(38)
-    await asyncio.sleep(2.0 + 10.0)
-    assert limiter.statistics().rate == 40
+    # 28.5 a second (95% of the 30 granted) from the cut, held for 10 windows.
+    assert limiter.statistics().rate == pytest.approx(28.5)
+    await asyncio.sleep(2.0)
+    assert limiter.statistics().rate == pytest.approx(28.5 + 2 * 2)
+
+
+async def test_refused_calls_refunded_during_the_pause_leave_the_rate_the_server_took() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(1_000, burst=1_000), adaptive=True)
+    reservations = [await limiter.reserve(tokens=100) for _ in range(10)]
+    await reservations[0].settle(tokens=0)
+    await limiter.pause(0.5)
+    # The other calls in flight come back refused while the pause runs.
+    for reservation in reservations[1:4]:
+        await reservation.settle(tokens=0)
+        await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    assert limiter.statistics().rates["tokens"].rate == pytest.approx(600)
+    await asyncio.sleep(5.0)
+    assert limiter.statistics().rates["tokens"].rate == pytest.approx(600)
+
+
+async def test_a_refund_lets_one_cut_go_below_half_but_not_below_a_quarter() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(1_000, burst=1_000), adaptive=True)
+    reservations = [await limiter.reserve(tokens=100) for _ in range(10)]
+    for reservation in reservations[1:]:
+        await reservation.settle(tokens=0)
+    await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    assert limiter.statistics().rates["tokens"].rate == pytest.approx(250)
+
+
+async def test_a_limiter_whose_refused_calls_are_refunded_learns_the_servers_rate() -> None:
+    limiter = MultiRateLimiter(requests=Rate(2 * SERVER_RATE, burst=2 * SERVER_RATE), adaptive=True)
+    server = Server()
+    queue = iter(range(400))
+
+    async def worker() -> None:
+        for _ in queue:
+            while True:
+                reservation = await limiter.reserve()
+                retry_after = server.call()
+                if retry_after is None:
+                    break
+                await reservation.settle(requests=0)
+                await limiter.pause(retry_after)
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await asyncio.gather(*(worker() for _ in range(16)))
+    elapsed = loop.time() - start
+    assert server.refused <= 400 * 0.05
+    assert 400 / elapsed >= SERVER_RATE * 0.9
 
 
 async def test_a_pause_that_does_not_slow_down_keeps_what_was_recovered() -> None:
@@ -165,3 +213,52 @@ async def test_a_pause_that_does_not_slow_down_keeps_what_was_recovered() -> Non
     await limiter.pause(0.1)
     await asyncio.sleep(0.1)
     assert limiter.statistics().rate == pytest.approx(20 + 40 * 0.05 * 0.8)
+
+
+async def test_once_the_pause_ends_the_learned_rate_may_go_in_one_burst() -> None:
+    limiter = MultiRateLimiter(tokens=Rate(1_000, burst=1_000), adaptive=True)
+    reservations = [await limiter.reserve(tokens=100) for _ in range(10)]
+    for reservation in reservations[6:]:
+        await reservation.settle(tokens=0)
+    await limiter.pause(0.5)
+    # Past the pause and the window of the first grants: 600 a second, all at once.
+    await asyncio.sleep(1.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(6):
+        await limiter.reserve(tokens=100)
+    assert loop.time() == start
+
+
+async def test_a_rate_refunded_in_full_marks_the_call_refused_on_the_other_rates() -> None:
+    limiter = MultiRateLimiter(
+        requests=Rate(10, burst=10), tokens=Rate(1_000, burst=1_000), adaptive=True
+    )
+    reservations = [await limiter.reserve(tokens=100) for _ in range(10)]
+    for reservation in reservations[6:]:
+        await reservation.settle(tokens=0)
+    await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    # The requests window was the fullest; 4 of its 10 calls were refused.
+    rates = limiter.statistics().rates
+    assert (rates["requests"].rate, rates["tokens"].rate) == pytest.approx((6, 1_000))
+
+
+async def test_a_rate_that_held_less_than_the_server_took_of_it_before_keeps_its_rate() -> None:
+    limiter = MultiRateLimiter(
+        requests=Rate(10, burst=10), tokens=Rate(1_000, burst=1_000), adaptive=True
+    )
+    reservations = [await limiter.reserve(tokens=200) for _ in range(5)]
+    await reservations[0].settle(tokens=0)
+    await limiter.pause(0.5)
+    await asyncio.sleep(1.5)
+    # The server took 800 tokens before refusing: the tokens rate learned 800.
+    assert limiter.statistics().rates["tokens"].rate == pytest.approx(800)
+    for _ in range(10):
+        await limiter.reserve(tokens=78)
+    # Both windows nearly full, but 780 tokens is less than the server took before:
+    # the requests rate is the cause.
+    await limiter.pause(0.5)
+    await asyncio.sleep(0.5)
+    rates = limiter.statistics().rates
+    assert (rates["requests"].rate, rates["tokens"].rate) == pytest.approx((9, 800))

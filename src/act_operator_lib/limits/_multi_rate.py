@@ -178,6 +178,8 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
                 for rate in rates.values()
             ]
         )
+        for window in self._windows:
+            window.siblings = self._windows
         self._rates = dict(rates)
         self._granted = 0
         self._names = tuple(rates)
@@ -310,12 +312,19 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
     ) -> None:
         """Change a grant from ``estimate`` to ``actual``; wake the head on a refund."""
         refunded = False
+        # Adaptive mode: a rate refunded in full (no tokens used) marks a call the
+        # server refused, so its other rates' units did not reach the server either.
+        refused = self._windows[0].adaptive and any(
+            units == 0 < estimated for units, estimated in zip(actual, estimate, strict=True)
+        )
         with self._lock:
             for index, (window, entry) in enumerate(zip(self._windows, entries, strict=True)):
                 difference = actual[index] - estimate[index]
                 if difference:
                     window.settle(entry, difference)
                     refunded = refunded or difference < 0
+                elif refused and estimate[index]:
+                    window.refuse(entry, estimate[index])
             head = self._waiters[0] if refunded and self._waiters else None
         if head is not None:
             self._wake(head)

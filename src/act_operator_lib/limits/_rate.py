@@ -41,10 +41,9 @@ class RateLimiter(GrantQueue[int, None]):
     by event loops in several threads (each waiter is woken on its own loop), as
     long as their loops share a clock, as asyncio's and uvloop's do.
 
-    ``adaptive=True`` makes a `pause` (a server's refusal) slow the rate down below
-    what the server allowed, and each quiet window give a 20th of the configured
-    rate back, holding a while just under the refused rate (docs/limits.md,
-    "Adaptive mode").
+    ``adaptive=True`` makes a `pause` (a server's refusal) slow the rate down to
+    what the server took in the last window, hold there a while, then give a 20th
+    of the configured rate back per quiet window (docs/limits.md, "Adaptive mode").
     """
 
     __slots__ = ("_max_weight", "_ready", "_window")

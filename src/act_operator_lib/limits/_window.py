@@ -25,13 +25,20 @@ _MINIMUM_SHARE = 1 / 64
 _RECOVERY_PER_WINDOW = 1 / 20
 """Adaptive mode gives back this share of the configured rate per quiet window."""
 _DECREASE = 0.9
-"""Adaptive mode slows down to this share of what the server refused."""
-_PLATEAU = 0.95
-"""Adaptive mode's recovery holds at this share of what the server refused..."""
+"""Adaptive mode cuts a rate to at most this share of the rate refused."""
+_UNREFUNDED = 0.95
+"""Adaptive mode learns this share of a window's grants when none was refunded
+(the refused calls are still among them)."""
 _HOLD_WINDOWS = 10
-"""... for this many quiet windows before climbing on."""
+"""Adaptive mode's recovery holds at the learned rate for this many quiet windows."""
 _MOST_DECREASE = 0.5
-"""Adaptive mode never slows down to less than this share of the rate at once."""
+"""Adaptive mode never slows down to less than this share of the rate at once..."""
+_MOST_DECREASE_REFUNDED = 0.25
+"""... or this share, when the refused calls were refunded (what was left is what
+the server took)."""
+_HELD = 0.98
+"""After a pause, a rate holds at what it learned only if it took at least this
+share of the fullest rate's share."""
 
 
 class Window:
@@ -54,19 +61,28 @@ class Window:
         "burst",
         "capacity",
         "configured_rate",
+        "cut_from",
         "decreased_at",
+        "episode",
+        "episode_since",
+        "episode_units",
         "granted",
         "held",
         "interval",
+        "known",
         "log",
         "logged",
+        "measuring",
         "paused_until",
         "per",
         "plateau",
         "rate",
         "recovered_from",
+        "refunded_at",
+        "refusals",
         "schedule",
         "share",
+        "siblings",
         "sliding",
         "tolerance",
     )
@@ -91,6 +107,23 @@ class Window:
         self.recovered_from = 1.0
         self.plateau = 0.0
         self.decreased_at = -math.inf
+        # The grants of the window a refusal was blamed on, their units then, and
+        # the share cut from: the cut is measured again once the pause is over.
+        self.episode: list[Entry] = []
+        self.episode_units = 0.0
+        self.episode_since = math.inf
+        # The grant time of the last grant refunded in part or whole, and the
+        # grants refused (by another rate's refund), as (time, units).
+        self.refunded_at = -math.inf
+        self.refusals: deque[tuple[float, float]] = deque()
+        self.cut_from = 1.0
+        self.measuring = False
+        # The windows of the same limiter (set by `MultiRateLimiter`): the cuts of
+        # one refusal are measured together.
+        self.siblings: tuple[Window, ...] = (self,)
+        # The most units the server took in one window of this rate when it was
+        # the cause of a refusal: a window holding no more did not cause the next.
+        self.known = 0.0
         self.schedule = -math.inf
         self.paused_until = -math.inf
         self.log: deque[Entry] = deque()
@@ -173,9 +206,20 @@ class Window:
         moves by as much, and the window counts the grant at its new size."""
         if entry[2]:
             self.logged += difference
+        if difference < 0:
+            self.refunded_at = entry[0]
         entry[1] += difference
         self.granted += difference
         self.schedule += difference * self.interval
+
+    def refuse(self, entry: Entry, units: float) -> None:
+        """Adaptive mode: ``units`` of the grant logged in ``entry`` were refused by
+        the server (another rate of the call was refunded in full); the next cut
+        leaves them out, as it does a refund."""
+        refusals = self.refusals
+        while refusals and refusals[0][0] <= entry[0] - 2 * self.per:
+            refusals.popleft()
+        refusals.append((entry[0], units))
 
     def pause(self, until: float) -> None:
         """Grant nothing before ``until``; grants then resume evenly spaced."""
@@ -190,49 +234,110 @@ class Window:
         return self.logged / self.rate
 
     def decrease(self, now: float, blamed: bool = True) -> None:
-        """Adaptive mode: slow down below what the server just refused, once per episode.
+        """Adaptive mode: slow down to what the server took, once per episode.
 
-        The server refused with the units of the last window granted, so it allows
-        fewer: the rate drops to 90% of those, by at least 10% and at most a half,
-        and recovery will hold at 95% of the rate refused for a while (`_recover`). Callers
-        already in flight when the server started refusing report it too, so a
-        pause while paused, or within one window of the last decrease, does not
-        decrease again. A rate not ``blamed`` for the refusal (another rate of the
-        limiter was fuller) keeps its rate. A pause that does not decrease keeps
-        what has been recovered so far; recovery goes on from the end of the pause.
+        The server refused while this window's grants of the last ``per`` seconds
+        were in its window, so it allows about what they add up to, once the
+        refused calls among them are refunded (a `Reservation` settled at 0): the
+        rate drops to that, by at least 10% and at most three quarters; without a
+        refund, to 95% of them, by at most a half. The refunds of the calls in
+        flight arrive while the pause runs, so the cut is measured again when it
+        ends (`_measure`). Recovery then holds at the learned rate for a while
+        (`_recover`). Callers already in flight when the server started refusing
+        report it too, so a pause while paused, or within one window of the last
+        decrease, does not decrease again. A rate not ``blamed`` for the refusal
+        (another rate of the limiter was fuller) keeps its rate. A pause that does
+        not decrease keeps what has been recovered so far; recovery goes on from
+        the end of the pause.
         """
         self._recover(now)
         if not blamed or now < self.paused_until or now < self.decreased_at + self.per:
             self.recovered_from = self.share
-            if self.share >= self.plateau:
+            if self.share > self.plateau:
                 self.plateau = 0.0
             return
         self.expire(now)
-        # The server refused the rate granted at (or what the window holds, if
-        # more): the plateau is anchored there, the cut on what was granted.
-        refused = max(self.logged, self.rate) / self.configured_rate
-        share = self.share * min(
-            max(_DECREASE * self.logged / self.rate, _MOST_DECREASE), _DECREASE
-        )
-        self.recovered_from = max(share, _MINIMUM_SHARE)
-        self.plateau = min(1.0, _PLATEAU * refused)
+        since = self.episode_since = now - self.per
+        self.episode = [entry for entry in self.log if entry[0] > since]
+        self.episode_units = sum(entry[1] for entry in self.episode)
+        self.cut_from = self.share
         self.decreased_at = now
+        self.measuring = True
+        self._cut()
+
+    def _accepted(self) -> tuple[float, bool]:
+        """What the episode's grants add up to as they stand, and whether refunds
+        (or refusals) took the refused calls out of them."""
+        since = self.episode_since
+        refused = sum(units for at, units in self.refusals if at > since)
+        accepted = sum(entry[1] for entry in self.episode) - refused
+        refunded = accepted < self.episode_units or self.refunded_at > since or refused > 0
+        return (accepted if refunded else _UNREFUNDED * accepted), refunded
+
+    def _cut(self, hold: bool = True) -> None:
+        """Set the rate and the plateau (when ``hold``) from the episode's grants."""
+        learned, refunded = self._accepted()
+        most = _MOST_DECREASE_REFUNDED if refunded else _MOST_DECREASE
+        rate = self.configured_rate * self.cut_from
+        share = self.cut_from * min(max(learned / rate, most), _DECREASE)
+        self.recovered_from = max(share, _MINIMUM_SHARE)
+        self.plateau = min(1.0, learned / self.configured_rate) if hold else 0.0
         self._set_share(self.recovered_from)
+
+    def _measure(self) -> None:
+        """Cut again once the pause is over, the episode's refunds now counted.
+
+        Every rate cut by the refusal is measured at once. A rate whose window held
+        no more than the server once took of it (`known`, the most learned when it
+        was the cause) did not cause this one: it gets its rate back. Of the
+        others, the one that had taken the most of its rate (and any within 2% of
+        it) is the likely cause and holds at what it learned; the rest were cut on
+        a guess and climb at once.
+        """
+        cohort = [window for window in self.siblings if window.measuring]
+        learned = [window._accepted()[0] for window in cohort]
+        suspects = [units > window.known for window, units in zip(cohort, learned, strict=True)]
+        if not any(suspects):
+            suspects = [True] * len(cohort)
+        shares = [
+            units / (window.configured_rate * window.cut_from) if suspect else 0.0
+            for window, units, suspect in zip(cohort, learned, suspects, strict=True)
+        ]
+        fullest = max(shares)
+        for window, units, share, suspect in zip(cohort, learned, shares, suspects, strict=True):
+            window.measuring = False
+            if not suspect:
+                window.recovered_from = window.cut_from
+                window.plateau = 0.0
+                window._set_share(window.cut_from)
+            else:
+                hold = share >= _HELD * fullest
+                window._cut(hold)
+                if hold:
+                    window.known = max(window.known, units)
+            window.episode = []
+            # The learned rate's log keeps the server's window within it, so the
+            # burst a pause takes away comes back: without it every later grant is
+            # one window's burst behind a limiter set at the server's limits.
+            window.schedule = min(window.schedule, window.paused_until)
 
     def _recover(self, now: float) -> None:
         """Adaptive mode: give back a 20th of the configured rate per quiet window.
 
-        Up to the plateau (95% of what the server last refused) at once, then the
+        From a cut to the plateau (the rate learned from the last refusal), the
         rate holds there for `_HOLD_WINDOWS` quiet windows (the server's limit is
         likely just above), then climbs on towards the configured rate, in case
-        the server now allows more.
+        the server now allows more. A cut clamped above the plateau (the window
+        held less than the server allows) climbs at once.
         """
+        if self.measuring and now >= self.paused_until:
+            self._measure()
         windows = (now - max(self.decreased_at, self.paused_until)) / self.per
         if windows <= 0:
             return
         share = self.recovered_from + _RECOVERY_PER_WINDOW * windows
         plateau = self.plateau
-        if plateau > self.recovered_from and share > plateau:
+        if plateau >= self.recovered_from and share > plateau:
             # Windows spent climbing to the plateau, then held there.
             reached = (plateau - self.recovered_from) / _RECOVERY_PER_WINDOW
             beyond = windows - reached - _HOLD_WINDOWS
