@@ -69,7 +69,8 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 # again, so one that crashed (or all of them) cannot leave the key slowed down, and the
 # keys live until the share is back to 1, so an idle key does not forget it early.
 # `share_at` recovers, `scaled` gives a share's interval, burst and capacity,
-# `decrease` is `Window.decrease`, `recovered_at` when the share is back to 1.
+# `decrease` is `Window.decrease`, `learning_for` the us until a share is back to 1,
+# `expire_all(us)` sets every key's TTL.
 _ADAPTIVE: Final = (
     """
 local BLAMED_SHARE = BLAMED
@@ -83,10 +84,15 @@ local function share_at(from, plateau, since, per)
   end
   return math.min(1, share)
 end
-local function recovered_at(from, plateau, since, per)
-  local windows = (1 - from) / RECOVERY
-  if plateau > from then windows = windows + HOLD end
-  return since + math.max(windows, 0) * per
+local function learning_for(a, paused, per)
+  if not a or a.share >= 1 then return 0 end
+  local windows = (1 - a.from) / RECOVERY
+  if a.plateau > a.from then windows = windows + HOLD end
+  return math.max(a.cut, paused) + windows * per - now
+end
+local function expire_all(ttl)
+  ttl = math.ceil(ttl / 1000) + 1000
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
 end
 local function round_even(x)
   local whole = math.floor(x)
@@ -156,14 +162,7 @@ local function save_learned()
   end
 end
 local function keep_alive(tat)
-  local ttl = math.max(tat - now, 0) + per
-  if learned and learned.share < 1 then
-    local back = recovered_at(learned.from, learned.plateau, math.max(learned.cut, paused), per)
-    ttl = math.max(ttl, back - now)
-  end
-  ttl = math.ceil(ttl / 1000) + 1000
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  redis.call('PEXPIRE', KEYS[2], ttl)
+  expire_all(math.max(math.max(tat - now, 0) + per, learning_for(learned, paused, per)))
 end
 """
 
@@ -429,14 +428,10 @@ local function keep_alive(tats)
   local paused = tonumber(limiter[4]) or 0
   local ttl = math.max(paused - now, 0)
   for i, rate in ipairs(rates) do
-    ttl = math.max(ttl, math.max(tats[i] - now, 0) + rate.held)
-    local a = rate.learned
-    if a and a.share < 1 then
-      ttl = math.max(ttl, recovered_at(a.from, a.plateau, math.max(a.cut, paused), rate.per) - now)
-    end
+    ttl = math.max(ttl, math.max(tats[i] - now, 0) + rate.held,
+      learning_for(rate.learned, paused, rate.per))
   end
-  ttl = math.ceil(ttl / 1000) + 1000
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+  expire_all(ttl)
 end
 """
 
