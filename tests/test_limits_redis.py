@@ -720,3 +720,22 @@ async def test_without_adaptive_mode_a_pause_keeps_the_shared_rate(
     finally:
         await adaptive.aclose()
         await fixed.aclose()
+
+
+async def test_pauses_during_an_outage_teach_an_adaptive_local_fallback() -> None:
+    limiter = RedisRateLimiter(
+        f"redis://127.0.0.1:{closed_port()}/0",
+        "k",
+        40,
+        adaptive=True,
+        timeout=0.5,
+        on_unavailable="local",
+    )
+    try:
+        await limiter.acquire()  # through the fallback, an in-process RateLimiter
+        await limiter.pause(0)
+        fallback = limiter._fallback
+        assert isinstance(fallback, RateLimiter)
+        assert fallback.statistics().rate == pytest.approx(20.0, rel=1e-3)  # cut by half
+    finally:
+        await limiter.aclose()

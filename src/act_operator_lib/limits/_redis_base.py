@@ -15,6 +15,7 @@ from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailable
 from act_operator_lib._redis_client import RedisHandle, Script, check_key, hash_tagged
 from act_operator_lib._validation import non_negative_number, positive_number
 from act_operator_lib.limits._base import _LimiterBase
+from act_operator_lib.limits._protocols import SupportsPause
 from act_operator_lib.limits._redis_scripts import KIND_ERROR
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ class RedisLimiterBase(_LimiterBase):
         the key waits the same pause. A later pause extends a running one, never
         shortens it; callers already waiting keep their places. With Redis
         unavailable: ``"fail"`` raises, ``"local"`` pauses this process's
-        fallback, ``"allow"`` ignores it.
+        fallback (teaching an adaptive one), ``"allow"`` ignores it.
 
         Raises:
             TypeError, ValueError: ``seconds`` is not a finite number >= 0.
@@ -141,6 +142,8 @@ class RedisLimiterBase(_LimiterBase):
             reply = reply[0]
         if isinstance(reply, int):
             left = max(0.0, reply / 1_000_000)
+        elif isinstance(self._fallback, SupportsPause):  # "local": an adaptive one learns
+            await self._fallback.pause(seconds)
         self._paused_until = max(self._paused_until, loop.time() + left)
 
     async def _run(self, script: Script, keys: list[str], arguments: list[object]) -> Any:
