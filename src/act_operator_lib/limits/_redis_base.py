@@ -176,7 +176,7 @@ class RedisLimiterBase(_LimiterBase):
             self._waiting -= 1
             self._total_wait += loop.time() - started
 
-    def _learn(self, shares: Sequence[bytes]) -> None:
+    def _learn(self, shares: Sequence[bytes | str]) -> None:
         """Adaptive mode: keep the learned shares of the configured rates a script
         replied with, for `statistics`."""
         raise NotImplementedError

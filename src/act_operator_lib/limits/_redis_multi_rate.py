@@ -357,7 +357,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     def _pause_arguments(self, microseconds: int) -> list[object]:
         return [self._kind, self._schedule, microseconds]
 
-    def _learn(self, shares: Sequence[bytes]) -> None:
+    def _learn(self, shares: Sequence[bytes | str]) -> None:
         self._shares = [float(share) for share in shares]
 
     def _trim_log(self, now: float) -> None:

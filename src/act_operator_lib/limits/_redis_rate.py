@@ -207,7 +207,7 @@ class RedisRateLimiter(RedisLimiterBase):
     def _pause_arguments(self, microseconds: int) -> list[object]:
         return [self._kind, self._schedule, microseconds]
 
-    def _learn(self, shares: Sequence[bytes]) -> None:
+    def _learn(self, shares: Sequence[bytes | str]) -> None:
         self._share = float(shares[0])
 
     async def release(self) -> None:
