@@ -9,6 +9,11 @@ Modes:
     multi-rate URL KEY COST WAIT     one acquire of COST tokens from Rate(100, per=3600,
                                      burst=100); prints its grant time, or null if not
                                      granted within WAIT seconds (JSON)
+    refused URL KEY RATE PER         an adaptive RedisRateLimiter(RATE, per=PER) reports a
+                                     429 (pause); prints the learned rate, waits to be killed
+    multi-refused URL KEY TOKENS PER an adaptive RedisMultiRateLimiter of 10 requests and
+                                     100 tokens per PER reserves TOKENS tokens, reports a 429
+                                     (pause); prints the learned rates by name (JSON)
 """
 
 from __future__ import annotations
@@ -83,12 +88,40 @@ async def multi_rate(url: str, key: str, cost: int, wait: float) -> None:
     print(json.dumps(granted), flush=True)
 
 
+async def refused(url: str, key: str, per_window: float, per: float) -> None:
+    limiter = RedisRateLimiter(url, key, per_window, per=per, adaptive=True)
+    await limiter.pause(0.01)
+    print(json.dumps(limiter.statistics().rate), flush=True)
+    await asyncio.Event().wait()
+
+
+async def multi_refused(url: str, key: str, tokens: int, per: float) -> None:
+    limiter = RedisMultiRateLimiter(
+        url,
+        key,
+        requests=Rate(10, per=per, burst=10),
+        tokens=Rate(100, per=per, burst=100),
+        adaptive=True,
+    )
+    try:
+        await limiter.reserve(tokens=tokens)
+        await limiter.pause(0.01)
+    finally:
+        await limiter.aclose()
+    rates = limiter.statistics().rates
+    print(json.dumps({name: rate.rate for name, rate in rates.items()}), flush=True)
+
+
 if __name__ == "__main__":
     mode, url, key, number, count = sys.argv[1:6]
     if mode == "rate":
         asyncio.run(rate(url, key, float(number), int(count)))
     elif mode == "multi-rate":
         asyncio.run(multi_rate(url, key, int(number), float(count)))
+    elif mode == "refused":
+        asyncio.run(refused(url, key, float(number), float(count)))
+    elif mode == "multi-refused":
+        asyncio.run(multi_refused(url, key, int(number), float(count)))
     elif mode == "concurrency":
         asyncio.run(concurrency(url, key, int(number), int(count)))
     else:

@@ -456,6 +456,20 @@ ROWS = [
     ),
     Row(
         "limits",
+        "RedisRateLimiter",
+        "RedisRateLimiter(url, 'k', 5, adaptive='no')",
+        TypeError,
+        ("RedisRateLimiter(adaptive='no')", "True or False"),
+    ),
+    Row(
+        "limits",
+        "RedisMultiRateLimiter",
+        "RedisMultiRateLimiter(url, 'k', adaptive=1, tokens=Rate(100))",
+        TypeError,
+        ("RedisMultiRateLimiter(adaptive=1)", "True or False"),
+    ),
+    Row(
+        "limits",
         "RedisMultiRateLimiter",
         "RedisMultiRateLimiter(url, 'k')",
         TypeError,

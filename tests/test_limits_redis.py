@@ -22,6 +22,7 @@ from act_operator_lib import (
     AsyncBaseNode,
     LimiterKeyConflictError,
     LimiterUnavailableError,
+    RateLimiter,
     RedisConcurrencyLimiter,
     RedisRateLimiter,
 )
@@ -619,5 +620,122 @@ async def test_a_paused_concurrency_limiter_grants_no_permit_until_the_pause_end
         paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
         async with limiter:
             assert await server_time_us(redis_client) >= paused_until
+    finally:
+        await limiter.aclose()
+
+
+async def started_refused_worker(
+    url: str, key: str, rate: float, per: float
+) -> tuple[asyncio.subprocess.Process, float]:
+    """A worker process that reported a 429 to an adaptive limiter on ``key`` and now
+    waits to be killed, with the rate it learned."""
+    worker = await run_worker("refused", url, key, rate, per)
+    assert worker.stdout is not None
+    async with asyncio.timeout(60):
+        learned = json.loads(await worker.stdout.readline())
+    assert isinstance(learned, float)
+    return worker, learned
+
+
+async def test_a_429_seen_by_one_process_slows_every_process_on_the_key(
+    redis_url: str, key: str
+) -> None:
+    worker, learned = await started_refused_worker(redis_url, key, 40, 3600)
+    limiter = RedisRateLimiter(redis_url, key, 40, per=3600, burst=40, adaptive=True)
+    try:
+        assert learned == 20.0  # nothing granted in the window: halved
+        await limiter.acquire()
+        assert limiter.statistics().rate == pytest.approx(20.0)
+    finally:
+        worker.kill()
+        await worker.wait()
+        await limiter.aclose()
+
+
+async def test_the_shared_rate_is_cut_once_per_episode_whichever_process_reports_it(
+    redis_url: str, key: str
+) -> None:
+    first = RedisRateLimiter(redis_url, key, 40, per=3600, burst=40, adaptive=True)
+    second = RedisRateLimiter(redis_url, key, 40, per=3600, burst=40, adaptive=True)
+    in_process = RateLimiter(40, per=3600, burst=40, adaptive=True)
+    try:
+        for limiter in (first, in_process):
+            await limiter.acquire(weight=30)
+            await limiter.pause(0)
+        await second.pause(0)  # the same episode, another client: no second cut
+        await in_process.pause(0)
+        assert in_process.statistics().rate == pytest.approx(27.0)  # 90% of the 30 granted
+        assert first.statistics().rate == pytest.approx(27.0)
+        assert second.statistics().rate == pytest.approx(27.0)
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
+async def test_a_killed_process_cannot_leave_the_shared_rate_slowed_down(
+    redis_url: str, key: str
+) -> None:
+    worker, learned = await started_refused_worker(redis_url, key, 40, 0.05)
+    worker.send_signal(signal.SIGKILL)
+    await worker.wait()
+    assert learned == 20.0
+    limiter = RedisRateLimiter(redis_url, key, 40, per=0.05, adaptive=True)
+    try:
+        await limiter.acquire()
+        assert limiter.statistics().rate < 40
+        # Recovery is computed from the server's clock: about 20 windows of 50 ms.
+        async with asyncio.timeout(30):
+            while limiter.statistics().rate < 40:
+                await limiter.acquire()
+        assert limiter.statistics().rate == 40.0
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_slowed_down_key_lives_until_its_rate_has_recovered_and_no_longer(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = RedisRateLimiter(redis_url, key, 40, per=60, adaptive=True)
+    try:
+        await limiter.acquire()
+        assert await redis_client.pttl(key) <= 63_000  # a window past the schedule
+        await limiter.pause(0)  # halved; back to 40 after 20 windows of 60 s
+        lives = await redis_client.pttl(key)
+    finally:
+        await limiter.aclose()
+    assert 19 * 60_000 < lives <= 21 * 60_000
+
+
+async def test_without_adaptive_mode_a_pause_keeps_the_shared_rate(
+    redis_url: str, key: str
+) -> None:
+    adaptive = RedisRateLimiter(redis_url, key, 40, adaptive=True)
+    fixed = RedisRateLimiter(redis_url, f"{key}:fixed", 40)
+    try:
+        for limiter in (adaptive, fixed):
+            await limiter.pause(0)
+        assert adaptive.statistics().rate == 20.0
+        assert fixed.statistics().rate == 40.0
+        assert repr(adaptive).endswith("burst=1, adaptive=True, on_unavailable='fail')")
+    finally:
+        await adaptive.aclose()
+        await fixed.aclose()
+
+
+async def test_pauses_during_an_outage_teach_an_adaptive_local_fallback() -> None:
+    limiter = RedisRateLimiter(
+        f"redis://127.0.0.1:{closed_port()}/0",
+        "k",
+        40,
+        adaptive=True,
+        timeout=0.5,
+        on_unavailable="local",
+    )
+    try:
+        await limiter.acquire()  # through the fallback, an in-process RateLimiter
+        await limiter.pause(0)
+        fallback = limiter._fallback
+        assert isinstance(fallback, RateLimiter)
+        assert fallback.statistics().rate == pytest.approx(20.0, rel=1e-3)  # cut by half
     finally:
         await limiter.aclose()

@@ -19,6 +19,7 @@ from act_operator_lib import LimiterKeyConflictError, RedisRateLimiter
 from act_operator_lib.integrations.langchain import with_token_budget
 from act_operator_lib.limits import (
     Limiter,
+    MultiRateLimiter,
     MultiRateStatistics,
     Rate,
     RedisMultiRateLimiter,
@@ -366,5 +367,77 @@ async def test_a_chat_model_in_a_graph_settles_each_call_to_its_usage_in_redis(
         assert len(result["answers"]) == 3
         assert await redis_client.hget(key, "sum:requests") == b"3"
         assert await redis_client.hget(key, "sum:tokens") == str(10 + 20 + 30).encode()
+    finally:
+        await limiter.aclose()
+
+
+async def test_a_margin_counts_each_grant_that_much_longer_in_redis(
+    redis_url: str, key: str
+) -> None:
+    with_margin = RedisMultiRateLimiter(
+        redis_url, key, tokens=Rate(10, per=0.05, burst=10, margin=HOUR)
+    )
+    without = RedisMultiRateLimiter(
+        redis_url, f"{key}:without", tokens=Rate(10, per=0.05, burst=10)
+    )
+    try:
+        for limiter in (with_margin, without):
+            await limiter.reserve(tokens=10)
+        async with asyncio.timeout(30):  # a guard: the window is 50 ms
+            await without.reserve(tokens=10)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):  # the margin holds the grant an hour
+                await with_margin.reserve(tokens=1)
+    finally:
+        await with_margin.aclose()
+        await without.aclose()
+
+
+async def test_a_429_is_blamed_on_the_fullest_rate_for_every_process_as_in_process(
+    redis_url: str, key: str
+) -> None:
+    worker = await run_worker("multi-refused", redis_url, key, 90, HOUR)
+    async with asyncio.timeout(60):
+        learned = await worker_output(worker)
+    in_process = MultiRateLimiter(
+        requests=Rate(10, per=HOUR, burst=10), tokens=Rate(100, per=HOUR, burst=100), adaptive=True
+    )
+    await in_process.reserve(tokens=90)
+    await in_process.pause(0.01)
+    expected = {name: rate.rate for name, rate in in_process.statistics().rates.items()}
+    assert expected == {"requests": 10.0, "tokens": pytest.approx(81.0)}  # 90% of 90
+    assert learned == pytest.approx(expected, rel=1e-4)  # recovering since, by a hair
+    limiter = llm_limiter(redis_url, key, adaptive=True)
+    try:
+        await limiter.pause(0)  # the same episode: no second cut, and it learns the first
+        rates = limiter.statistics().rates
+        assert {name: rate.rate for name, rate in rates.items()} == pytest.approx(
+            expected, rel=1e-4
+        )
+    finally:
+        await limiter.aclose()
+
+
+async def test_rates_cut_by_one_process_recover_for_every_process(redis_url: str, key: str) -> None:
+    worker = await run_worker("multi-refused", redis_url, key, 10, 0.05)
+    async with asyncio.timeout(60):
+        learned = await worker_output(worker)
+    assert learned == {"requests": 5.0, "tokens": 50.0}  # both a tenth full: both halved
+    limiter = RedisMultiRateLimiter(
+        redis_url,
+        key,
+        requests=Rate(10, per=0.05, burst=10),
+        tokens=Rate(100, per=0.05, burst=100),
+        adaptive=True,
+    )
+    try:
+        await limiter.acquire()
+        async with asyncio.timeout(30):  # about 20 windows of 50 ms, on the server's clock
+            while sum(rate.rate for rate in limiter.statistics().rates.values()) < 110:
+                await limiter.acquire()
+        assert {name: rate.rate for name, rate in limiter.statistics().rates.items()} == {
+            "requests": 10.0,
+            "tokens": 100.0,
+        }
     finally:
         await limiter.aclose()

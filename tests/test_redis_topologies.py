@@ -146,6 +146,34 @@ async def test_a_multi_rate_limiter_on_a_cluster_grants_settles_and_pauses_in_on
         await client.aclose()
 
 
+async def test_an_adaptive_multi_rate_limiter_on_a_cluster_keeps_what_it_learns_in_its_slot(
+    cluster: ClusterServers,
+) -> None:
+    key = unique("adaptive")
+    rates = {
+        "requests": Rate(10, per=60, burst=10),
+        "tokens": Rate(1_000, per=60, burst=1_000, margin=0.1),
+    }
+    limiter = RedisMultiRateLimiter(cluster.url, key, adaptive=True, **rates)
+    other = RedisMultiRateLimiter(cluster.url, key, adaptive=True, **rates)
+    client = cluster_client(cluster)
+    try:
+        await limiter.reserve(requests=1, tokens=800)
+        await limiter.pause(0.01)  # tokens were fullest: only they are cut, to 90% of 800
+        await other.pause(0)  # the same episode: no second cut; it learns the first
+        assert other.statistics().rates["tokens"].rate == pytest.approx(720, rel=1e-4)
+        assert other.statistics().rates["requests"].rate == 10
+        hashed = f"{{{key}}}"
+        learned = await client.hmget(hashed, ["from:tokens", "plateau:tokens", "cut:tokens"])
+        assert None not in learned
+        names = [hashed, f"{hashed}:tokens:grants", f"{hashed}:tokens:units"]
+        assert len({client.keyslot(name) for name in names}) == 1
+    finally:
+        await limiter.aclose()
+        await other.aclose()
+        await client.aclose()
+
+
 async def test_a_user_key_with_a_hash_tag_keeps_its_own_tag(cluster: ClusterServers) -> None:
     tag = uuid.uuid4().hex
     client = cluster_client(cluster)

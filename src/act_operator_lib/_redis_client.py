@@ -398,7 +398,7 @@ def _builder(
 
     def sentinel() -> Session:
         sentinels, service, db, username, password = _sentinel_parts(owner, url)
-        manager = Sentinel(  # type: ignore[no-untyped-call]
+        manager = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             sentinels,
             sentinel_kwargs=dict(settings),
             ssl=scheme.startswith("rediss"),

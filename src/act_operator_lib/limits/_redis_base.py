@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Final, Literal
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from act_operator_lib._errors import LimiterKeyConflictError, LimiterUnavailableError
 from act_operator_lib._redis_client import RedisHandle, Script, check_key, hash_tagged
 from act_operator_lib._validation import non_negative_number, positive_number
 from act_operator_lib.limits._base import _LimiterBase
+from act_operator_lib.limits._protocols import SupportsPause
 from act_operator_lib.limits._redis_scripts import KIND_ERROR
 
 if TYPE_CHECKING:
     from act_operator_lib._redis_client import Client
 
-__all__ = ["OnUnavailable", "RedisLimiterBase", "logger"]
+__all__ = ["UNAVAILABLE", "OnUnavailable", "RedisLimiterBase", "logger"]
 
 logger = logging.getLogger("act_operator_lib.limits")
 
@@ -29,6 +32,8 @@ or fall back to an in-process limiter with the same parameters."""
 _ON_UNAVAILABLE: Final = ("fail", "allow", "local")
 _RETRY_REDIS_AFTER: Final = 1.0
 """With "allow" / "local", seconds to keep using the fallback before asking Redis again."""
+UNAVAILABLE: Final = object()
+"""What `RedisLimiterBase._run` returns when Redis is unavailable and a fallback is named."""
 
 
 def _check_on_unavailable(owner: str, value: object) -> OnUnavailable:
@@ -116,7 +121,7 @@ class RedisLimiterBase(_LimiterBase):
         the key waits the same pause. A later pause extends a running one, never
         shortens it; callers already waiting keep their places. With Redis
         unavailable: ``"fail"`` raises, ``"local"`` pauses this process's
-        fallback, ``"allow"`` ignores it.
+        fallback (teaching an adaptive one), ``"allow"`` ignores it.
 
         Raises:
             TypeError, ValueError: ``seconds`` is not a finite number >= 0.
@@ -127,22 +132,54 @@ class RedisLimiterBase(_LimiterBase):
         loop = asyncio.get_running_loop()
         self._pauses += 1
         left = seconds
+        reply = await self._run(
+            self._pause_script,
+            self._pause_keys(),
+            self._pause_arguments(math.ceil(seconds * 1_000_000)),
+        )
+        if isinstance(reply, list):  # adaptive mode: the pause's length, then the shares
+            self._learn(reply[1:])
+            reply = reply[0]
+        if isinstance(reply, int):
+            left = max(0.0, reply / 1_000_000)
+        elif isinstance(self._fallback, SupportsPause):  # "local": an adaptive one learns
+            await self._fallback.pause(seconds)
+        self._paused_until = max(self._paused_until, loop.time() + left)
+
+    async def _run(self, script: Script, keys: list[str], arguments: list[object]) -> Any:
+        """Run ``script`` on the server: its reply, or `UNAVAILABLE` (after logging it)
+        when Redis is unavailable and ``on_unavailable`` names a fallback.
+
+        Raises:
+            LimiterUnavailableError: Redis is unavailable and on_unavailable="fail".
+            LimiterKeyConflictError: ``key`` belongs to another kind of limiter.
+        """
         try:
-            left_us = await self._handle.call(
-                functools.partial(
-                    self._pause_script.run,
-                    keys=self._pause_keys(),
-                    args=self._pause_arguments(math.ceil(seconds * 1_000_000)),
-                ),
-                self._key,
+            return await self._handle.call(
+                functools.partial(script.run, keys=keys, args=arguments), self._key
             )
-            left = max(0.0, left_us / 1_000_000)
         except LimiterUnavailableError as error:
-            self._unavailable(error, loop.time())
+            self._unavailable(error, asyncio.get_running_loop().time())
+            return UNAVAILABLE
         except Exception as error:
             self._raise_conflict(error)
             raise
-        self._paused_until = max(self._paused_until, loop.time() + left)
+
+    @contextlib.contextmanager
+    def _waiting_caller(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+        """Count a caller as waiting while the block runs, and the time it waited."""
+        started = loop.time()
+        self._waiting += 1
+        try:
+            yield
+        finally:
+            self._waiting -= 1
+            self._total_wait += loop.time() - started
+
+    def _learn(self, shares: Sequence[bytes | str]) -> None:
+        """Adaptive mode: keep the learned shares of the configured rates a script
+        replied with, for `statistics`."""
+        raise NotImplementedError
 
     _pause_script: Script
 

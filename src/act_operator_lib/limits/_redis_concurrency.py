@@ -161,13 +161,8 @@ class RedisConcurrencyLimiter(RedisLimiterBase):
             LimiterKeyConflictError: ``key`` belongs to another kind of limiter.
         """
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        self._waiting += 1
-        try:
+        with self._waiting_caller(loop):
             permit = await self._take(loop)
-        finally:
-            self._waiting -= 1
-            self._total_wait += loop.time() - started
         self._permits.append((asyncio.current_task(), permit))
         self._granted += 1
         if permit not in (_ALLOWED, _LOCAL):

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from act_operator_lib._errors import LimiterUnavailableError
 from act_operator_lib._redis_client import Script, ScriptConnection
+from act_operator_lib._validation import boolean
 from act_operator_lib.limits._multi_rate import (
     MultiRateLimiter,
     MultiRateStatistics,
     Rate,
     RateStatistics,
 )
-from act_operator_lib.limits._redis_base import OnUnavailable, RedisLimiterBase
+from act_operator_lib.limits._redis_base import UNAVAILABLE, OnUnavailable, RedisLimiterBase
 from act_operator_lib.limits._redis_scripts import (
     MULTI_RATE_SCRIPT,
     PAUSE_MULTI_RATE_SCRIPT,
@@ -60,16 +59,15 @@ class RedisMultiRateLimiter(RedisLimiterBase):
 
     Example::
 
-        llm = RedisMultiRateLimiter(
+        llm = RedisMultiRateLimiter(                 # one budget for every worker
             "redis://127.0.0.1:6379/0",
             "openai",
             requests=Rate(500, per=60, burst=500),
-            tokens=Rate(90_000, per=60, burst=90_000, default_cost=1_000),
+            tokens=Rate(90_000, per=60, burst=90_000, margin=0.1),
+            adaptive=True,                           # a 429 anywhere slows all down
         )
-        async with llm.reserve(tokens=estimate) as reservation:
-            response = await call_model()
-            await reservation.settle(tokens=response.usage.total_tokens)
-        await llm.acquire()          # the default cost: 1 request, 1,000 tokens
+        reservation = await llm.reserve(tokens=estimate)
+        await reservation.settle(tokens=used)    # reaches every process on "openai"
         await llm.aclose()
 
     The same API and guarantee as `MultiRateLimiter`, for every process and
@@ -85,15 +83,19 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     turn. `pause` holds back every process sharing the key. A caller cancelled
     while waiting takes nothing from the windows; its turn on the schedules is
     not handed back, which only makes the limits stricter for a moment.
+    `Rate.margin` counts each grant that much longer, as in process;
+    ``adaptive=True`` as for `MultiRateLimiter`, with the learned rates kept in
+    Redis and shared by every process (docs/distributed.md).
 
     Memory in Redis follows grants, not units: one entry per grant and rate in
     the last ``per`` seconds. Keys: ``key`` (a hash: schedules, sums, pause) and,
     per rate NAME, ``key:NAME:grants`` and ``key:NAME:units``; all expire when
     idle and share one hash slot on a cluster. Every process must configure the
-    same rates for a key.
+    same rates and ``adaptive`` for a key.
     """
 
     __slots__ = (
+        "_adaptive",
         "_default_cost",
         "_default_costs",
         "_keys",
@@ -106,6 +108,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
         "_schedule",
         "_script",
         "_settle_script",
+        "_shares",
     )
 
     _kind = "multi-rate"
@@ -115,6 +118,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
         redis: str | Client,
         key: str,
         *,
+        adaptive: bool = False,
         timeout: float = 2.0,
         on_unavailable: OnUnavailable = "fail",
         **rates: Rate,
@@ -124,6 +128,9 @@ class RedisMultiRateLimiter(RedisLimiterBase):
         Args:
             redis: A URL or a redis-py asyncio client, as for `RedisRateLimiter`.
             key: The Redis key every process sharing the limits uses.
+            adaptive: Learn lower rates from pauses (a server's 429s), shared by
+                every process on ``key``, and recover towards the configured ones
+                when they stop (default False).
             timeout: Seconds each Redis operation may take before the server counts
                 as unavailable.
             on_unavailable: ``"fail"`` raises `LimiterUnavailableError`; ``"allow"``
@@ -139,6 +146,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
                 of range.
         """
         owner = "RedisMultiRateLimiter"
+        self._adaptive = boolean(owner, "adaptive", adaptive)
         if not rates:
             raise TypeError(
                 f"{owner}(**rates) must be given at least one rate, got none; "
@@ -163,12 +171,16 @@ class RedisMultiRateLimiter(RedisLimiterBase):
         self._default_costs = " ".join(map(str, self._default_cost))
         # Whole microseconds, rounded up: integer arithmetic in Lua is exact, and
         # rounding up can only make the limits stricter.
-        schedule = []
+        schedule = ["1" if self._adaptive else "0"]
         for name, rate in rates.items():
             interval_us = math.ceil(rate.per / rate.limit * 1_000_000)
             per_us = math.ceil(rate.per * 1_000_000)
+            held_us = math.ceil((rate.per + rate.margin) * 1_000_000)
             tolerance_us = (rate.burst - 1) * interval_us
-            schedule.append(f"{name} {interval_us} {tolerance_us} {rate.max_cost} {per_us}")
+            schedule.append(
+                f"{name} {interval_us} {tolerance_us} {rate.max_cost} {per_us} {held_us} "
+                f"{rate.limit!r} {rate.burst}"
+            )
         self._schedule = " ".join(schedule).encode()
         self._keys = [self._redis_key]
         for name in self._names:
@@ -181,11 +193,14 @@ class RedisMultiRateLimiter(RedisLimiterBase):
         self._log: deque[list[float]] = deque()
         self._max_per = max(rate.per for rate in rates.values())
         self._rate_granted = [0] * len(rates)
+        # The learned share of each rate as of the last script reply (adaptive mode).
+        self._shares = [1.0] * len(rates)
 
     def __repr__(self) -> str:
         rates = ", ".join(f"{name}={rate!r}" for name, rate in self._rates.items())
+        adaptive = ", adaptive=True" if self._adaptive else ""
         return (
-            f"RedisMultiRateLimiter(key={self._key!r}, {rates}, "
+            f"RedisMultiRateLimiter(key={self._key!r}, {rates}{adaptive}, "
             f"on_unavailable={self._on_unavailable!r})"
         )
 
@@ -238,7 +253,8 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     def statistics(self) -> MultiRateStatistics:
         """This process's view: its waiting callers, its grants, its seconds spent
         waiting, and per rate the units it was granted in the last ``per`` seconds
-        (as settled)."""
+        (as settled) and the rate shared on the key as of its last call to Redis
+        (below `Rate.limit` while adaptive mode has slowed every process down)."""
         try:
             now = asyncio.get_running_loop().time()
         except RuntimeError:  # no running loop: count the whole log
@@ -249,7 +265,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
             since = now - rate.per
             in_window = sum(record[index + 1] for record in self._log if record[0] > since)
             rates[name] = RateStatistics(
-                round(in_window), self._rate_granted[index], float(rate.limit)
+                round(in_window), self._rate_granted[index], rate.limit * self._shares[index]
             )
         return MultiRateStatistics(
             waiting=self._waiting,
@@ -269,13 +285,8 @@ class RedisMultiRateLimiter(RedisLimiterBase):
 
     async def _take(self, cost: tuple[int, ...]) -> _Grant:
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        self._waiting += 1
-        try:
+        with self._waiting_caller(loop):
             grant_id, time_us, entries = await self._grant(loop, cost)
-        finally:
-            self._waiting -= 1
-            self._total_wait += loop.time() - started
         self._granted += 1
         now = loop.time()
         self._trim_log(now)
@@ -293,17 +304,12 @@ class RedisMultiRateLimiter(RedisLimiterBase):
         due_us = told_us = -1
         while self._use_redis(loop.time()):
             arguments = [self._kind, self._schedule, costs, due_us, told_us]
-            try:
-                granted, now_us, value = await self._handle.call(
-                    functools.partial(self._script.run, keys=self._keys, args=arguments),
-                    self._key,
-                )
-            except LimiterUnavailableError as error:
-                self._unavailable(error, loop.time())
+            reply = await self._run(self._script, self._keys, arguments)
+            if reply is UNAVAILABLE:
                 break
-            except Exception as error:
-                self._raise_conflict(error)
-                raise
+            granted, now_us, value, *shares = reply
+            if shares:
+                self._learn(shares)
             if granted:
                 return value, now_us, None
             due_us, told_us = value, now_us
@@ -316,7 +322,7 @@ class RedisMultiRateLimiter(RedisLimiterBase):
     def _local(self) -> MultiRateLimiter:
         if self._fallback is None:
             # No rate is named "adaptive" (checked in __init__).
-            self._fallback = MultiRateLimiter(**self._rates)  # type: ignore[arg-type]
+            self._fallback = MultiRateLimiter(adaptive=self._adaptive, **self._rates)
         assert isinstance(self._fallback, MultiRateLimiter)
         return self._fallback
 
@@ -342,23 +348,17 @@ class RedisMultiRateLimiter(RedisLimiterBase):
             " ".join(map(str, estimate)),
             " ".join(map(str, actual)),
         ]
-        try:
-            await self._handle.call(
-                functools.partial(self._settle_script.run, keys=self._keys, args=arguments),
-                self._key,
-            )
-        except LimiterUnavailableError as error:
-            # "allow" / "local": the grant stays at its estimate in Redis.
-            self._unavailable(error, asyncio.get_running_loop().time())
-        except Exception as error:
-            self._raise_conflict(error)
-            raise
+        # Redis unavailable ("allow" / "local"): the grant stays at its estimate there.
+        await self._run(self._settle_script, self._keys, arguments)
 
     def _pause_keys(self) -> list[str]:
         return self._keys
 
     def _pause_arguments(self, microseconds: int) -> list[object]:
         return [self._kind, self._schedule, microseconds]
+
+    def _learn(self, shares: Sequence[bytes | str]) -> None:
+        self._shares = [float(share) for share in shares]
 
     def _trim_log(self, now: float) -> None:
         log = self._log

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from act_operator_lib._errors import LimiterUnavailableError
 from act_operator_lib._redis_client import Script, ScriptConnection
-from act_operator_lib._validation import positive_integer, positive_number
+from act_operator_lib._validation import boolean, positive_integer, positive_number
 from act_operator_lib.limits._rate import RateLimiter
-from act_operator_lib.limits._redis_base import OnUnavailable, RedisLimiterBase
+from act_operator_lib.limits._redis_base import UNAVAILABLE, OnUnavailable, RedisLimiterBase
 from act_operator_lib.limits._redis_scripts import PAUSE_RATE_SCRIPT, RATE_SCRIPT
 from act_operator_lib.limits._statistics import LimiterStatistics
 
@@ -49,12 +48,17 @@ class RedisRateLimiter(RedisLimiterBase):
     reserved slot; the slot is not handed back, which only makes the limit
     stricter for a moment, never looser.
 
-    Every process must use the same ``rate``, ``per`` and ``burst`` for a key.
-    Keys: ``key`` (a hash holding the schedule) and ``key:grants`` (the log of
-    confirmed grants); both expire when idle.
+    ``adaptive=True`` as for `RateLimiter`, with the learned rate kept in Redis:
+    a pause from any process lowers it for all, recovery raises it for all, on
+    the server's clock (docs/distributed.md, "Adaptive mode across processes").
+
+    Every process must use the same ``rate``, ``per``, ``burst`` and ``adaptive``
+    for a key. Keys: ``key`` (a hash holding the schedule and the learned rate)
+    and ``key:grants`` (the log of confirmed grants); both expire when idle.
     """
 
     __slots__ = (
+        "_adaptive",
         "_burst",
         "_capacity",
         "_grant_log",
@@ -64,6 +68,7 @@ class RedisRateLimiter(RedisLimiterBase):
         "_rate",
         "_schedule",
         "_script",
+        "_share",
     )
 
     _kind = "rate"
@@ -76,6 +81,7 @@ class RedisRateLimiter(RedisLimiterBase):
         per: float = 1.0,
         burst: int = 1,
         *,
+        adaptive: bool = False,
         timeout: float = 2.0,
         on_unavailable: OnUnavailable = "fail",
     ) -> None:
@@ -91,6 +97,8 @@ class RedisRateLimiter(RedisLimiterBase):
             rate: Units granted per ``per`` seconds; a number above 0.
             per: The window, in seconds; a number above 0.
             burst: Units that may go at once after a quiet spell; an int of at least 1.
+            adaptive: Learn a lower rate from pauses (a server's 429s), shared by every
+                process on ``key``, and recover towards ``rate`` when they stop.
             timeout: Seconds each Redis operation may take before the server counts
                 as unavailable (also the socket connect/read timeouts of a URL client).
             on_unavailable: ``"fail"`` raises `LimiterUnavailableError`; ``"allow"``
@@ -105,13 +113,19 @@ class RedisRateLimiter(RedisLimiterBase):
         self._rate = positive_number(owner, "rate", rate)
         self._per = positive_number(owner, "per", per)
         self._burst = positive_integer(owner, "burst", burst)
+        self._adaptive = boolean(owner, "adaptive", adaptive)
         super().__init__(redis, key, owner=owner, timeout=timeout, on_unavailable=on_unavailable)
         # Whole microseconds, rounded up: integer arithmetic in Lua is exact, and
         # rounding up can only make the limit stricter.
         interval_us = math.ceil(self._per / self._rate * 1_000_000)
         self._capacity = math.ceil(self._rate) + self._burst - 1
         per_us = math.ceil(self._per * 1_000_000)
-        self._schedule = f"{interval_us} {self._burst} {self._capacity} {per_us}".encode()
+        schedule = f"{interval_us} {self._burst} {self._capacity} {per_us}"
+        if self._adaptive:
+            schedule += f" {self._rate!r}"
+        self._schedule = schedule.encode()
+        # The learned share of `rate` as of the last script reply (adaptive mode).
+        self._share = 1.0
         self._keys = [self._redis_key, f"{self._redis_key}:grants"]
         self._script = ScriptConnection(RATE_SCRIPT)
         self._pause_script = Script(PAUSE_RATE_SCRIPT)
@@ -123,7 +137,8 @@ class RedisRateLimiter(RedisLimiterBase):
     def __repr__(self) -> str:
         return (
             f"RedisRateLimiter(key={self._key!r}, rate={self._rate:g}, per={self._per:g}, "
-            f"burst={self._burst}, on_unavailable={self._on_unavailable!r})"
+            f"burst={self._burst}{', adaptive=True' if self._adaptive else ''}, "
+            f"on_unavailable={self._on_unavailable!r})"
         )
 
     @property
@@ -151,13 +166,8 @@ class RedisRateLimiter(RedisLimiterBase):
         if type(weight) is not int or not 1 <= weight <= self._capacity:
             positive_integer(repr(self), "weight", weight, self._capacity)
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        self._waiting += 1
-        try:
+        with self._waiting_caller(loop):
             grant_time = await self._take(loop, weight)
-        finally:
-            self._waiting -= 1
-            self._total_wait += loop.time() - started
         self._granted += weight
         now = loop.time()
         self._trim_grant_log(now)
@@ -169,26 +179,24 @@ class RedisRateLimiter(RedisLimiterBase):
         due_us = told_us = -1
         while self._use_redis(loop.time()):
             arguments = [self._kind, self._schedule, weight, due_us, told_us]
-            try:
-                reply = await self._handle.call(
-                    functools.partial(self._script.run, keys=self._keys, args=arguments),
-                    self._key,
-                )
-            except LimiterUnavailableError as error:
-                self._unavailable(error, loop.time())
+            reply = await self._run(self._script, self._keys, arguments)
+            if reply is UNAVAILABLE:
                 break
-            except Exception as error:
-                self._raise_conflict(error)
-                raise
             if isinstance(reply, int):
                 return float(reply) / 1_000_000
-            now_us, due_us = reply
+            now_us, due_us, *shares = reply
+            if shares:
+                self._learn(shares)
+                if due_us < 0:  # granted (adaptive mode's reply)
+                    return float(now_us) / 1_000_000
             told_us = now_us
             await asyncio.sleep((due_us - now_us) / 1_000_000)
         if self._on_unavailable == "local":
             await self._sit_out_pause(loop)
             if self._fallback is None:
-                self._fallback = RateLimiter(self._rate, self._per, self._burst)
+                self._fallback = RateLimiter(
+                    self._rate, self._per, self._burst, adaptive=self._adaptive
+                )
             assert isinstance(self._fallback, RateLimiter)
             await self._fallback.acquire(weight)
         return None
@@ -198,6 +206,9 @@ class RedisRateLimiter(RedisLimiterBase):
 
     def _pause_arguments(self, microseconds: int) -> list[object]:
         return [self._kind, self._schedule, microseconds]
+
+    def _learn(self, shares: Sequence[bytes | str]) -> None:
+        self._share = float(shares[0])
 
     async def release(self) -> None:
         """Do nothing: a rate limiter's capacity comes back with time."""
@@ -209,7 +220,9 @@ class RedisRateLimiter(RedisLimiterBase):
 
     def statistics(self) -> LimiterStatistics:
         """This process's view: units it was granted in the last ``per`` seconds
-        (``in_use``), its waiting callers, its grants and its seconds spent waiting.
+        (``in_use``), its waiting callers, its grants and its seconds spent waiting;
+        ``rate`` is the rate shared on the key as of this process's last call to
+        Redis (below ``rate`` while adaptive mode has slowed every process down).
         """
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to trim by
             self._trim_grant_log(asyncio.get_running_loop().time())
@@ -220,5 +233,5 @@ class RedisRateLimiter(RedisLimiterBase):
             total_wait=self._total_wait,
             pauses=self._pauses,
             paused_for=self._paused_for(),
-            rate=self._rate,
+            rate=self._rate * self._share,
         )

@@ -8,6 +8,17 @@ from __future__ import annotations
 
 from typing import Final
 
+# The constants of adaptive mode have one home, the in-process engine.
+from act_operator_lib.limits._queue import _BLAMED
+from act_operator_lib.limits._window import (
+    _DECREASE,
+    _HOLD_WINDOWS,
+    _MINIMUM_SHARE,
+    _MOST_DECREASE,
+    _PLATEAU,
+    _RECOVERY_PER_WINDOW,
+)
+
 __all__ = [
     "ACQUIRE_SCRIPT",
     "KIND_ERROR",
@@ -47,26 +58,133 @@ local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 """
 
+
+# Adaptive mode (docs/limits.md, "Adaptive mode"), as `Window` does it in process, on
+# the server clock and shared by every process on the key. A rate's learned state is
+# three fields of the limiter's hash: `from` (the share of the configured rate
+# recovery started from), `plateau` (where recovery holds for a while) and `cut`
+# (server time of the last decrease, us); `from:NAME`, ... per rate of a multi-rate
+# limiter. The share granted at `now` is a function of those and of the end of the
+# latest pause, computed by every script: recovery needs no process to raise the rate
+# again, so one that crashed (or all of them) cannot leave the key slowed down, and the
+# keys live until the share is back to 1, so an idle key does not forget it early.
+# `share_at` recovers, `scaled` gives a share's interval, burst and capacity,
+# `decrease` is `Window.decrease`, `learning_for` the us until a share is back to 1,
+# `expire_all(us)` sets every key's TTL.
+_ADAPTIVE: Final = (
+    """
+local BLAMED_SHARE = BLAMED
+local function share_at(from, plateau, since, per)
+  local windows = (now - since) / per
+  if windows <= 0 then return from end
+  local share = from + RECOVERY * windows
+  if plateau > from and share > plateau then
+    local beyond = windows - (plateau - from) / RECOVERY - HOLD
+    if beyond > 0 then share = plateau + RECOVERY * beyond else share = plateau end
+  end
+  return math.min(1, share)
+end
+local function learning_for(a, paused, per)
+  if not a or a.share >= 1 then return 0 end
+  local windows = (1 - a.from) / RECOVERY
+  if a.plateau > a.from then windows = windows + HOLD end
+  return math.max(a.cut, paused) + windows * per - now
+end
+local function expire_all(ttl)
+  ttl = math.ceil(ttl / 1000) + 1000
+  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+end
+local function round_even(x)
+  local whole = math.floor(x)
+  local part = x - whole
+  if part > 0.5 or (part == 0.5 and whole % 2 == 1) then return whole + 1 end
+  return whole
+end
+local function scaled(limit, share, per, burst, sliding)
+  local rate = limit * share
+  local bursting = math.max(1, round_even(burst * share))
+  local interval = math.ceil(per / rate)
+  local capacity = math.max(math.ceil(rate), 1)
+  if not sliding then capacity = capacity + bursting - 1 end
+  return rate, interval, bursting, capacity
+end
+local function decrease(a, logged, rate, limit, per, blamed, paused)
+  if not blamed or now < paused or now < a.cut + per then
+    a.from = a.share
+    if a.share >= a.plateau then a.plateau = 0 end
+    return
+  end
+  local refused = math.max(logged, rate) / limit
+  local share = a.share * math.min(math.max(DECREASE * logged / rate, MOST_DECREASE), DECREASE)
+  a.from = math.max(share, MINIMUM_SHARE)
+  a.plateau = math.min(1, PLATEAU * refused)
+  a.cut = now
+  a.share = a.from
+end
+""".replace("= BLAMED", f"= {_BLAMED!r}")
+    .replace("RECOVERY", repr(_RECOVERY_PER_WINDOW))
+    .replace("HOLD", repr(_HOLD_WINDOWS))
+    .replace("MOST_DECREASE", repr(_MOST_DECREASE))
+    .replace("MINIMUM_SHARE", repr(_MINIMUM_SHARE))
+    .replace("DECREASE", repr(_DECREASE))
+    .replace("PLATEAU", repr(_PLATEAU))
+)
+
+# The rate limiter's schedule: ARGV[2] is "interval burst capacity per" (us per unit,
+# units, ceil(rate) + burst - 1, us), followed by " rate" (the configured rate) in
+# adaptive mode. Defines them (scaled to the learned share), `paused`, `learned` (the
+# adaptive state, nil without adaptive mode), `save_learned()` and `keep_alive(tat)`
+# (both keys live a window past the schedule, and until the learned share is back).
+_LEARNED_RATE: Final = """
+local interval, burst, capacity, per, limit =
+  string.match(ARGV[2], '(%d+) (%d+) (%d+) (%d+) ?(%S*)')
+interval, burst, capacity, per = tonumber(interval), tonumber(burst), tonumber(capacity),
+  tonumber(per)
+local configured_burst = burst
+local paused = tonumber(limiter[4]) or 0
+local learned = nil
+if limit ~= '' then
+  limit = tonumber(limit)
+  local state = redis.call('HMGET', KEYS[1], 'from', 'plateau', 'cut')
+  learned = {from = tonumber(state[1]) or 1, plateau = tonumber(state[2]) or 0,
+    cut = tonumber(state[3]) or -math.huge}
+  learned.share = share_at(learned.from, learned.plateau, math.max(learned.cut, paused), per)
+  if learned.share < 1 then
+    local _
+    _, interval, burst, capacity = scaled(limit, learned.share, per, burst, false)
+  end
+end
+local function save_learned()
+  redis.call('HSET', KEYS[1], 'from', string.format('%.17g', learned.from),
+    'plateau', string.format('%.17g', learned.plateau))
+  if learned.cut > -math.huge then
+    redis.call('HSET', KEYS[1], 'cut', string.format('%.0f', learned.cut))
+  end
+end
+local function keep_alive(tat)
+  expire_all(math.max(math.max(tat - now, 0) + per, learning_for(learned, paused, per)))
+end
+"""
+
 # GCRA with reservation, confirmed against a log of grants. KEYS[1]: hash {kind,
 # tat, granted}; KEYS[2]: sorted set of confirmed grants, scored by server time (us),
 # each member the count of units granted before it (so units in the window are
-# `granted` minus the oldest member). ARGV: kind, "interval burst capacity per"
-# (us per unit, units, ceil(rate) + burst - 1, us: one argument, as packing each
-# costs the client microseconds), weight, due (us; -1 to reserve), and the server
-# time the caller was told `due` (us; -1 when reserving).
+# `granted` minus the oldest member). ARGV: kind, the schedule (above: one argument,
+# as packing each costs the client microseconds), weight, due (us; -1 to reserve),
+# and the server time the caller was told `due` (us; -1 when reserving).
 # Reserving moves TAT, the theoretical arrival time of the next unit, and makes the
 # caller due at max(now, new_tat - burst * interval). A caller is granted only when
 # it is due and the log has room for `weight` more units in the window (now - per,
 # now]; the grant is then logged at `now`. Returns `now` when granted (one integer,
 # cheaper to parse than an array), else {now, at}: sleep until `at` (server time)
-# and call again with due = at. So a
-# caller woken late is counted when it confirms, and the window holds at most
-# `capacity` units by confirmation time.
+# and call again with due = at. So a caller woken late is counted when it confirms,
+# and the window holds at most `capacity` units by confirmation time. In adaptive
+# mode the reply is always {now, at, share}, `at` -1 when granted.
 RATE_SCRIPT: Final = (
     _CHECK_KIND
+    + _ADAPTIVE
+    + _LEARNED_RATE
     + """
-local interval, burst, capacity, per = string.match(ARGV[2], '(%d+) (%d+) (%d+) (%d+)')
-interval, per = tonumber(interval), tonumber(per)
 local weight = tonumber(ARGV[3])
 local due = tonumber(ARGV[4])
 local tat = tonumber(limiter[2]) or now
@@ -74,9 +192,8 @@ local granted = tonumber(limiter[3]) or 0
 if due < 0 then
   if tat < now then tat = now end
   tat = tat + weight * interval
-  due = tat - tonumber(burst) * interval
+  due = tat - burst * interval
 end
-local paused = tonumber(limiter[4]) or 0
 local told, pstart = tonumber(ARGV[5]), tonumber(limiter[5])
 if pstart and told >= 0 and told < pstart then
   -- Told its turn before the latest pause began: the turn moves back by the
@@ -94,7 +211,7 @@ if due <= now then
     redis.call('DEL', KEYS[2])
     in_window = 0
   end
-  if in_window + weight > tonumber(capacity) then
+  if in_window > math.max(capacity - weight, 0) then
     due = tonumber(oldest[2]) + per
   else
     redis.call('ZADD', KEYS[2], now, string.format('%.0f', granted))
@@ -104,9 +221,11 @@ if due <= now then
 end
 redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'tat', string.format('%.0f', tat),
   'granted', string.format('%.0f', granted))
-local ttl = math.ceil((math.max(tat - now, 0) + per) / 1000) + 1000
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
+keep_alive(tat)
+if learned then
+  if granted_now then due = -1 end
+  return {now, due, string.format('%.17g', learned.share)}
+end
 if granted_now then return now end
 return {now, due}
 """
@@ -180,7 +299,9 @@ return 1
 )
 
 # Pauses. Nobody is granted until `paused` (server time, us); a later pause extends
-# a running one, never shortens it. Both return the us the pause has left.
+# a running one, never shortens it. Both return the us the pause has left (in
+# adaptive mode {us left, share of each rate...}); in adaptive mode a pause is first
+# a refusal that may slow the rates down (`decrease`).
 #
 # Rate: KEYS as the rate script; ARGV: kind, schedule (as the rate script), pause
 # (us). The schedule (TAT) moves back by what this pause adds, and to at least
@@ -188,21 +309,34 @@ return 1
 # resume evenly spaced, with no burst.
 PAUSE_RATE_SCRIPT: Final = (
     _CHECK_KIND
+    + _ADAPTIVE
+    + _LEARNED_RATE
     + """
-local interval, burst, capacity, per = string.match(ARGV[2], '(%d+) (%d+) (%d+) (%d+)')
-interval, burst, per = tonumber(interval), tonumber(burst), tonumber(per)
 local tat = tonumber(limiter[2]) or now
-local paused = tonumber(limiter[4]) or 0
 local ends = now + tonumber(ARGV[3])
-if ends <= paused then return paused - now end
+if ends <= paused then
+  if learned then return {paused - now, string.format('%.17g', learned.share)} end
+  return paused - now
+end
+if learned then
+  -- A refusal: slow down below the units of the last window (`Window.decrease`).
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - per)
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local logged = 0
+  if oldest[1] then logged = math.max((tonumber(limiter[3]) or 0) - tonumber(oldest[1]), 0) end
+  decrease(learned, logged, limit * learned.share, limit, per, true, paused)
+  local _
+  _, interval, burst, capacity = scaled(limit, learned.share, per, configured_burst, false)
+  save_learned()
+end
 local start = now
 if paused > now then start = tonumber(limiter[5]) or now end
 tat = math.max(math.max(tat, now) + ends - math.max(paused, now), ends + (burst - 1) * interval)
 redis.call('HSET', KEYS[1], 'kind', ARGV[1], 'tat', string.format('%.0f', tat),
   'paused', string.format('%.0f', ends), 'pstart', string.format('%.0f', start))
-local ttl = math.ceil((tat - now + per) / 1000) + 1000
-redis.call('PEXPIRE', KEYS[1], ttl)
-redis.call('PEXPIRE', KEYS[2], ttl)
+paused = ends
+keep_alive(tat)
+if learned then return {ends - now, string.format('%.17g', learned.share)} end
 return ends - now
 """
 )
@@ -227,25 +361,57 @@ return ends - now
 # order of ARGV[2], a sorted set of grant ids scored by grant time (us) and a hash
 # of grant id -> units. One entry per grant and rate, whatever its units, and
 # `sum:NAME` the units the set holds: memory follows grants, not units. `granted`
-# counts grants and names the next one. ARGV[2]: per rate "NAME interval tolerance
-# capacity per" (us per unit, (burst - 1) intervals, ceil(limit), us), one after
-# another. Defines `rates`, `fields` (tat:NAME, sum:NAME, ... for one HMGET),
-# `trim(i)` (forget rate i's grants older than its window, returning its sum) and
-# `keep_alive(tats)` (every key lives a window past the furthest schedule or pause).
+# counts grants and names the next one. ARGV[2]: "1" in adaptive mode (else "0"),
+# then per rate "NAME interval tolerance capacity per held limit burst" (us per unit,
+# (burst - 1) intervals, ceil(limit), us, us a grant counts: per + margin, the
+# configured limit and burst), one after another. Defines `rates` (scaled to their
+# learned shares, which `rate.learned` holds in adaptive mode), `fields` (tat:NAME,
+# sum:NAME, ... for one HMGET), `rescale(rate)`, `shares()`, `trim(i)` (forget rate
+# i's grants older than `held`, returning its sum) and `keep_alive(tats)` (every key
+# lives a window past the furthest schedule or pause, and until the shares are back).
 _MULTI_RATES: Final = """
+local adaptive = string.sub(ARGV[2], 1, 1) == '1'
 local rates, fields = {}, {}
-for name, interval, tolerance, capacity, per in
-    string.gmatch(ARGV[2], '(%S+) (%d+) (%d+) (%d+) (%d+)') do
+for name, interval, tolerance, capacity, per, held, limit, burst in
+    string.gmatch(string.sub(ARGV[2], 3), '(%S+) (%d+) (%d+) (%d+) (%d+) (%d+) (%S+) (%d+)') do
   rates[#rates + 1] = {name = name, interval = tonumber(interval),
-    tolerance = tonumber(tolerance), capacity = tonumber(capacity), per = tonumber(per)}
+    tolerance = tonumber(tolerance), capacity = tonumber(capacity), per = tonumber(per),
+    held = tonumber(held), limit = tonumber(limit), burst = tonumber(burst)}
   fields[#fields + 1] = 'tat:' .. name
   fields[#fields + 1] = 'sum:' .. name
 end
+if adaptive then
+  for _, rate in ipairs(rates) do
+    fields[#fields + 1] = 'from:' .. rate.name
+    fields[#fields + 1] = 'plateau:' .. rate.name
+    fields[#fields + 1] = 'cut:' .. rate.name
+  end
+end
 local state = redis.call('HMGET', KEYS[1], unpack(fields))
+local function rescale(rate)
+  local _, interval, bursting, capacity = scaled(rate.limit, rate.learned.share, rate.per,
+    rate.burst, true)
+  rate.interval, rate.tolerance, rate.capacity = interval, (bursting - 1) * interval, capacity
+end
+if adaptive then
+  for i, rate in ipairs(rates) do
+    local at = 2 * #rates + 3 * i
+    local a = {from = tonumber(state[at - 2]) or 1, plateau = tonumber(state[at - 1]) or 0,
+      cut = tonumber(state[at]) or -math.huge}
+    a.share = share_at(a.from, a.plateau, math.max(a.cut, tonumber(limiter[4]) or 0), rate.per)
+    rate.learned = a
+    if a.share < 1 then rescale(rate) end
+  end
+end
+local function shares()
+  local all = {}
+  for i, rate in ipairs(rates) do all[i] = string.format('%.17g', rate.learned.share) end
+  return all
+end
 local function trim(i, sum)
   local grants, units = KEYS[2 * i], KEYS[2 * i + 1]
   while true do
-    local old = redis.call('ZRANGEBYSCORE', grants, '-inf', now - rates[i].per, 'LIMIT', 0, 500)
+    local old = redis.call('ZRANGEBYSCORE', grants, '-inf', now - rates[i].held, 'LIMIT', 0, 500)
     if #old == 0 then break end
     for _, amount in ipairs(redis.call('HMGET', units, unpack(old))) do
       sum = sum - (tonumber(amount) or 0)
@@ -259,12 +425,13 @@ local function trim(i, sum)
   return math.max(sum, 0)
 end
 local function keep_alive(tats)
-  local ttl = math.max((tonumber(limiter[4]) or 0) - now, 0)
+  local paused = tonumber(limiter[4]) or 0
+  local ttl = math.max(paused - now, 0)
   for i, rate in ipairs(rates) do
-    ttl = math.max(ttl, math.max(tats[i] - now, 0) + rate.per)
+    ttl = math.max(ttl, math.max(tats[i] - now, 0) + rate.held,
+      learning_for(rate.learned, paused, rate.per))
   end
-  ttl = math.ceil(ttl / 1000) + 1000
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl) end
+  expire_all(ttl)
 end
 """
 
@@ -273,13 +440,14 @@ end
 # and the server time the caller was told `due` (us; -1 when reserving).
 # Reserving makes the caller due when every rate's schedule allows it (TAT minus
 # the burst tolerance) and moves each rate's TAT past the grant by its cost. A
-# due caller is granted only if every rate's window (now - per, now] has room
+# due caller is granted only if every rate's window (now - held, now] has room
 # for its cost, and then from all of them at once; otherwise it is told when
 # the last of those windows will have room. Returns {1, now, grant id} when
 # granted, else {0, now, at}: sleep until `at` (server time), call again with
-# due = at.
+# due = at; in adaptive mode followed by each rate's share.
 MULTI_RATE_SCRIPT: Final = (
     _CHECK_KIND
+    + _ADAPTIVE
     + _MULTI_RATES
     + """
 local costs = {}
@@ -309,7 +477,7 @@ local id = nil
 if due <= now then
   for i, rate in ipairs(rates) do
     sums[i] = trim(i, sums[i])
-    local keep = rate.capacity - costs[i]
+    local keep = math.max(rate.capacity - costs[i], 0)
     -- The oldest grants must leave the window until at most `keep` units remain;
     -- a second pass if the sum had drifted above what the log holds.
     local pass = 1
@@ -325,7 +493,7 @@ if due <= now then
         for j, amount in ipairs(amounts) do
           remaining = remaining - (tonumber(amount) or 0)
           if remaining <= keep then
-            leaves = tonumber(oldest[2 * j]) + rate.per
+            leaves = tonumber(oldest[2 * j]) + rate.held
             break
           end
         end
@@ -360,8 +528,12 @@ for i, rate in ipairs(rates) do
 end
 redis.call('HSET', KEYS[1], unpack(update))
 keep_alive(tats)
-if id then return {1, now, id} end
-return {0, now, due}
+local reply = {0, now, due}
+if id then reply = {1, now, id} end
+if adaptive then
+  for _, share in ipairs(shares()) do reply[#reply + 1] = share end
+end
+return reply
 """
 )
 
@@ -374,6 +546,7 @@ return {0, now, due}
 # for a grant already out of its window would a second run move the TAT again.
 SETTLE_MULTI_RATE_SCRIPT: Final = (
     _CHECK_KIND
+    + _ADAPTIVE
     + _MULTI_RATES
     + """
 local id, at = ARGV[3], tonumber(ARGV[4])
@@ -384,7 +557,7 @@ local update, tats = {'kind', ARGV[1]}, {}
 for i, rate in ipairs(rates) do
   tats[i] = tonumber(state[2 * i - 1]) or now
   local difference = actual[i] - estimates[i]
-  if difference ~= 0 and at > now - rate.per then
+  if difference ~= 0 and at > now - rate.held then
     local sum = trim(i, tonumber(state[2 * i]) or 0)
     local stored = tonumber(redis.call('HGET', KEYS[2 * i + 1], id))
     if stored then difference = actual[i] - stored end
@@ -409,18 +582,49 @@ return 1
 )
 
 # Pause a multi-rate limiter: ARGV: kind, rates, pause (us). As the rate pause,
-# for each rate's schedule.
+# for each rate's schedule; in adaptive mode the refusal is blamed on the fullest
+# rates only, as in process.
 PAUSE_MULTI_RATE_SCRIPT: Final = (
     _CHECK_KIND
+    + _ADAPTIVE
     + _MULTI_RATES
     + """
 local paused = tonumber(limiter[4]) or 0
 local ends = now + tonumber(ARGV[3])
-if ends <= paused then return paused - now end
+if ends <= paused then
+  if adaptive then return {paused - now, unpack(shares())} end
+  return paused - now
+end
 local start = now
 if paused > now then start = tonumber(limiter[5]) or now end
 local update, tats = {'kind', ARGV[1], 'paused', string.format('%.0f', ends),
   'pstart', string.format('%.0f', start)}, {}
+if adaptive then
+  -- A refusal, blamed on the fullest rates relative to their learned rates (and
+  -- those nearly as full), as `GrantQueue.pause` does in process.
+  local logged, used, fullest = {}, {}, 0
+  for i, rate in ipairs(rates) do
+    logged[i] = trim(i, tonumber(state[2 * i]) or 0)
+    used[i] = logged[i] / (rate.limit * rate.learned.share)
+    fullest = math.max(fullest, used[i])
+  end
+  for i, rate in ipairs(rates) do
+    local a = rate.learned
+    decrease(a, logged[i], rate.limit * a.share, rate.limit, rate.per,
+      used[i] >= BLAMED_SHARE * fullest, paused)
+    if a.share < 1 then rescale(rate) end
+    update[#update + 1] = 'sum:' .. rate.name
+    update[#update + 1] = string.format('%.0f', logged[i])
+    update[#update + 1] = 'from:' .. rate.name
+    update[#update + 1] = string.format('%.17g', a.from)
+    update[#update + 1] = 'plateau:' .. rate.name
+    update[#update + 1] = string.format('%.17g', a.plateau)
+    if a.cut > -math.huge then
+      update[#update + 1] = 'cut:' .. rate.name
+      update[#update + 1] = string.format('%.0f', a.cut)
+    end
+  end
+end
 for i, rate in ipairs(rates) do
   local tat = tonumber(state[2 * i - 1]) or now
   tats[i] = math.max(math.max(tat, now) + ends - math.max(paused, now), ends + rate.tolerance)
@@ -430,6 +634,7 @@ end
 redis.call('HSET', KEYS[1], unpack(update))
 limiter[4] = ends
 keep_alive(tats)
+if adaptive then return {ends - now, unpack(shares())} end
 return ends - now
 """
 )
