@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Final
 
-# The constants of adaptive mode have one home, the in-process engine.
+# The constants of adaptive mode have one home, the in-process engine. The scripts
+# learn at the pause, before the refused calls are refunded, so they hold at the
+# in-process rule for a window without refunds: `_UNREFUNDED` of the share refused.
+# (In process the cut is measured again once the pause ends: docs/design.md.)
 from act_operator_lib.limits._queue import _BLAMED
 from act_operator_lib.limits._window import (
     _DECREASE,
     _HOLD_WINDOWS,
     _MINIMUM_SHARE,
     _MOST_DECREASE,
-    _PLATEAU,
     _RECOVERY_PER_WINDOW,
 )
+from act_operator_lib.limits._window import _UNREFUNDED as _PLATEAU
 
 __all__ = [
     "ACQUIRE_SCRIPT",
