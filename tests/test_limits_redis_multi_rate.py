@@ -405,7 +405,7 @@ async def test_a_429_is_blamed_on_the_fullest_rate_for_every_process_as_in_proce
     await in_process.reserve(tokens=90)
     await in_process.pause(0.01)
     expected = {name: rate.rate for name, rate in in_process.statistics().rates.items()}
-    assert expected == {"requests": 10.0, "tokens": pytest.approx(81.0)}  # 90% of 90
+    assert expected == {"requests": 10.0, "tokens": pytest.approx(85.5)}  # 95% of 90
     assert learned == pytest.approx(expected, rel=1e-4)  # recovering since, by a hair
     limiter = llm_limiter(redis_url, key, adaptive=True)
     try:
@@ -432,7 +432,7 @@ async def test_rates_cut_by_one_process_recover_for_every_process(redis_url: str
     )
     try:
         await limiter.acquire()
-        async with asyncio.timeout(30):  # about 20 windows of 50 ms, on the server's clock
+        async with asyncio.timeout(30):  # about 10 windows of 50 ms, on the server's clock
             while sum(rate.rate for rate in limiter.statistics().rates.values()) < 110:
                 await limiter.acquire()
         assert {name: rate.rate for name, rate in limiter.statistics().rates.items()} == {

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Final
 
 # The constants of adaptive mode have one home, the in-process engine. The scripts
-# learn at the pause, before the refused calls are refunded, so they hold at the
-# in-process rule for a window without refunds: `_UNREFUNDED` of the share refused.
-# (In process the cut is measured again once the pause ends: docs/design.md.)
+# learn at the pause, before the refused calls are refunded, so they apply the
+# in-process rule for a window without refunds (`_UNREFUNDED` of what it granted);
+# in process the cut is measured again once the pause ends (docs/design.md).
 from act_operator_lib.limits._queue import _BLAMED
 from act_operator_lib.limits._window import (
     _DECREASE,
@@ -19,8 +19,8 @@ from act_operator_lib.limits._window import (
     _MINIMUM_SHARE,
     _MOST_DECREASE,
     _RECOVERY_PER_WINDOW,
+    _UNREFUNDED,
 )
-from act_operator_lib.limits._window import _UNREFUNDED as _PLATEAU
 
 __all__ = [
     "ACQUIRE_SCRIPT",
@@ -117,10 +117,10 @@ local function decrease(a, logged, rate, limit, per, blamed, paused)
     if a.share >= a.plateau then a.plateau = 0 end
     return
   end
-  local refused = math.max(logged, rate) / limit
-  local share = a.share * math.min(math.max(DECREASE * logged / rate, MOST_DECREASE), DECREASE)
+  local learned = UNREFUNDED * logged
+  local share = a.share * math.min(math.max(learned / rate, MOST_DECREASE), DECREASE)
   a.from = math.max(share, MINIMUM_SHARE)
-  a.plateau = math.min(1, PLATEAU * refused)
+  a.plateau = math.min(1, learned / limit)
   a.cut = now
   a.share = a.from
 end
@@ -130,7 +130,7 @@ end
     .replace("MOST_DECREASE", repr(_MOST_DECREASE))
     .replace("MINIMUM_SHARE", repr(_MINIMUM_SHARE))
     .replace("DECREASE", repr(_DECREASE))
-    .replace("PLATEAU", repr(_PLATEAU))
+    .replace("UNREFUNDED", repr(_UNREFUNDED))
 )
 
 # The rate limiter's schedule: ARGV[2] is "interval burst capacity per" (us per unit,
