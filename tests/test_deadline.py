@@ -12,6 +12,7 @@ from typing import TypeVar
 
 import pytest
 
+from act_operator_lib import _deadline
 from act_operator_lib._deadline import DeadlineExceeded, deadline
 
 T = TypeVar("T")
@@ -127,6 +128,32 @@ async def test_attempts_with_different_timeouts_on_one_loop_keep_their_own_deadl
 
     await asyncio.gather(runs(7), runs(3))
     assert ended == [(3, 3), (7, 7)]
+
+
+async def test_timeouts_computed_per_call_do_not_grow_the_loop_s_lines_without_bound():
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    results = [await within(10 + index / 1000, answer) for index in range(1_000)]
+    assert results == [1] * 1_000
+    lines = _deadline._lines[asyncio.get_running_loop()]
+    assert len(lines) <= _deadline._MOST_LINES
+
+
+async def test_a_running_attempt_keeps_its_line_when_idle_lines_are_dropped():
+    started = asyncio.Event()
+
+    async def waits() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    slow = asyncio.ensure_future(within(0.05, waits))
+    await started.wait()
+    for index in range(2 * _deadline._MOST_LINES):
+        await within(10 + index / 1000, lambda: asyncio.sleep(0))
+    with pytest.raises(DeadlineExceeded):
+        await slow
 
 
 async def test_entering_a_deadline_outside_a_task_is_refused():

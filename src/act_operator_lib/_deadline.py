@@ -32,6 +32,8 @@ _current_task = asyncio.current_task
 
 _COMPACT_AFTER = 32
 """Finished attempts left behind a running one before the line is compacted."""
+_MOST_LINES = 64
+"""Lines (distinct timeouts) a loop keeps before the idle ones are dropped."""
 
 
 class DeadlineExceeded(TimeoutError):
@@ -199,5 +201,11 @@ def deadline(seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> D
             lines = _lines.setdefault(loop, {})
     line = lines.get(seconds)
     if line is None:
+        if len(lines) >= _MOST_LINES:
+            # Timeouts computed per call (a remaining budget) are each a new line:
+            # the idle ones go, so the registry follows the attempts running. A
+            # timer still armed for a dropped line finds it empty and does nothing.
+            for idle in [key for key, kept in lines.items() if not kept.running]:
+                del lines[idle]
         line = lines[seconds] = _Deadlines(seconds)
     return Deadline(line, loop)
