@@ -108,8 +108,9 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
         A later pause extends a running one, never shortens it; callers already
         waiting keep their places; after the pause grants resume evenly spaced
         (no burst). In adaptive mode a pause is a refusal: the fullest rate slows
-        down below what it granted in the last window (once per episode: not again
-        while paused or within a window of the last; docs/limits.md).
+        down to what the server took (once per episode: not again while paused or
+        within a window of the last), measured again when the pause ends, and the
+        burst the pause took away comes back at the learned rate (docs/limits.md).
 
         Raises:
             TypeError: ``seconds`` is not a number.
