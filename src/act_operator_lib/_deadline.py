@@ -177,6 +177,9 @@ _lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Deadli
     weakref.WeakKeyDictionary()
 )
 _lines_lock = threading.Lock()
+# The lines of the loop that asked last, so the usual case (one loop) skips the
+# weak-keyed lookup; held by a weak reference, so no loop is kept alive.
+_recent: tuple[weakref.ref[asyncio.AbstractEventLoop], dict[float, _Deadlines]] | None = None
 
 
 def deadline(seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> Deadline:
@@ -193,12 +196,19 @@ def deadline(seconds: float, loop: asyncio.AbstractEventLoop | None = None) -> D
         with deadline(0.5):
             await asyncio.sleep(1)   # raises DeadlineExceeded
     """
+    global _recent
     if loop is None:
         loop = _get_running_loop()
-    lines = _lines.get(loop)
-    if lines is None:
-        with _lines_lock:
-            lines = _lines.setdefault(loop, {})
+    recent = _recent
+    if recent is not None and recent[0]() is loop:
+        lines = recent[1]
+    else:
+        found = _lines.get(loop)
+        if found is None:
+            with _lines_lock:
+                found = _lines.setdefault(loop, {})
+        lines = found
+        _recent = (weakref.ref(loop), lines)
     line = lines.get(seconds)
     if line is None:
         if len(lines) >= _MOST_LINES:

@@ -22,7 +22,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar
 
 from langgraph.errors import GraphBubbleUp
@@ -36,7 +36,13 @@ from act_operator_lib._errors import (
     NodeResultError,
 )
 from act_operator_lib._retry_after import retry_after
-from act_operator_lib.limits import SupportsAcquire, SupportsPause, SupportsRelease
+from act_operator_lib.limits import (
+    ConcurrencyLimiter,
+    RateLimiter,
+    SupportsAcquire,
+    SupportsPause,
+    SupportsRelease,
+)
 
 __all__ = [
     "AttemptObserver",
@@ -55,6 +61,24 @@ _NEVER_RETRIED = (GraphBubbleUp, NodeDefinitionError, NodeResultError, FunctionN
 
 # LangGraph's own default `retry_on`, which retries LangGraph's timeout errors.
 _DEFAULT_RETRY_ON: Any = RetryPolicy._field_defaults["retry_on"]
+
+_Future = asyncio.Future
+
+
+def _driver(limiter: SupportsAcquire) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Any]]:
+    """How the engine takes from ``limiter`` and gives back: ``(take, give)``.
+
+    Our in-process limiters' ``async with`` entry grants at once with a completed
+    future (no coroutine to run, no wait to time) and their exit gives a slot back
+    the same way; any other limiter is driven by ``acquire()`` and ``release()``.
+    """
+    if isinstance(limiter, RateLimiter | ConcurrencyLimiter):
+        return limiter.__aenter__, limiter.__aexit__
+    return limiter.acquire, getattr(limiter, "release", _nothing)
+
+
+def _nothing() -> None:
+    return None
 
 
 class AttemptObserver(Protocol):
@@ -95,6 +119,25 @@ class CallPolicy:
     """Each attempt awaits ``acquire()`` on it: one token per attempt."""
     concurrency_limiter: SupportsRelease | None = None
     """Each attempt holds one of its slots."""
+    # How an attempt takes a token, takes a slot and gives the slot back (`_driver`).
+    _take_token: Callable[[], Awaitable[Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _take_slot: Callable[[], Awaitable[Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _give_slot: Callable[[], Any] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.rate_limiter is not None:
+            take, _ = _driver(self.rate_limiter)
+            object.__setattr__(self, "_take_token", take)
+        if self.concurrency_limiter is not None:
+            take, give = _driver(self.concurrency_limiter)
+            object.__setattr__(self, "_take_slot", take)
+            object.__setattr__(self, "_give_slot", give)
 
     def __bool__(self) -> bool:
         return bool(
@@ -127,34 +170,33 @@ async def run_attempts(
         await run_attempts(CallPolicy(retry=(RetryPolicy(),)), lambda: fetch(url),
                            timeout_error=TimeoutError)
     """
-    slots = policy.concurrency_limiter
     rate_limiter = policy.rate_limiter
+    take_slot, take_token, give_slot = policy._take_slot, policy._take_token, policy._give_slot
     timeout = policy.timeout
-    # Waits are measured on the loop's clock (fake clocks see them), read once.
-    waited = (
-        observer.waited
-        if observer is not None and (slots is not None or rate_limiter is not None)
-        else None
-    )
-    # One running-loop lookup per call (each costs a getpid on 3.11), shared by the
-    # wait clock and the per-attempt deadline.
-    loop = asyncio.get_running_loop() if waited is not None or timeout is not None else None
-    clock = loop.time if loop is not None else time.monotonic
+    waited = observer.waited if observer is not None else None
+    # One running-loop lookup per call for the deadlines (each costs a getpid on 3.11).
+    loop = asyncio.get_running_loop() if timeout is not None else None
     failed = 0
     while True:
         took_token = False
         try:
-            if slots is not None:
-                asked = clock()
-                await slots.acquire()
-                if waited is not None:
-                    waited("concurrency", clock() - asked)
-            try:
-                if rate_limiter is not None:
-                    asked = clock()
-                    await rate_limiter.acquire()
+            if take_slot is not None:
+                granted = take_slot()
+                if type(granted) is _Future and granted.done():
+                    granted.result()  # at once: nothing was waited for, no clock to read
                     if waited is not None:
-                        waited("rate", clock() - asked)
+                        waited("concurrency", 0.0)
+                else:
+                    await _wait_for(granted, "concurrency", waited)
+            try:
+                if take_token is not None:
+                    granted = take_token()
+                    if type(granted) is _Future and granted.done():
+                        granted.result()
+                        if waited is not None:
+                            waited("rate", 0.0)
+                    else:
+                        await _wait_for(granted, "rate", waited)
                     took_token = True
                 if timeout is None:
                     return await attempt()
@@ -166,9 +208,9 @@ async def run_attempts(
                         observer.timed_out(failed + 1, timeout)
                     raise timeout_error(timeout) from error
             finally:
-                if slots is not None:
-                    released = slots.release()
-                    if released is not None:
+                if give_slot is not None:
+                    released = give_slot()
+                    if released is not None and not (type(released) is _Future and released.done()):
                         await released
         except Exception as error:
             failed += 1
@@ -181,6 +223,22 @@ async def run_attempts(
                 await asyncio.sleep(delay)
             if before_retry is not None:
                 before_retry()
+
+
+async def _wait_for(
+    granted: Awaitable[Any],
+    kind: Literal["concurrency", "rate"],
+    waited: Callable[[Literal["concurrency", "rate"], float], None] | None,
+) -> None:
+    """Await a slot or token that was not granted at once; report the wait.
+
+    Measured on the loop's clock, so fake clocks (``looptime``) see it.
+    """
+    clock = asyncio.get_running_loop().time
+    asked = clock()
+    await granted
+    if waited is not None:
+        waited(kind, clock() - asked)
 
 
 def run_attempts_sync(

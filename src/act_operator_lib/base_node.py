@@ -63,6 +63,7 @@ from act_operator_lib.observability import (
     NodeCallObserver,
     NodeRecorder,
     NodeStatistics,
+    Outcome,
     observers,
     outcome_of,
 )
@@ -109,6 +110,7 @@ class _Node(ABC):
     # The same policies as the retry engine runs them; None when there are none.
     _call_policy: CallPolicy | None = None
     _recorder: NodeRecorder | None = None
+    _quiet: _QuietCall | None = None
     # Whether `name` was chosen (``name=`` or a class attribute) rather than defaulted:
     # a defaulted name follows the graph node's name.
     _name_given: bool = False
@@ -204,11 +206,14 @@ class _Node(ABC):
         recorder = self._recorder = NodeRecorder(self.name)
         return recorder
 
-    def _begin(self, config: RunnableConfig | None, now: float) -> _Call | None:
+    def _begin(self, config: RunnableConfig | None, now: float) -> _Call | _QuietCall | None:
         """Start observing a call that starts ``now``; None when it may take the plain path.
 
         The plain path (both node kinds' one fast path) is for a node without
         policies while nobody watches: no observer added, no tracer, no DEBUG logging.
+        A node with policies then reports to its counters and to the log observer's
+        WARNING records only (`_QuietCall`, one per node); otherwise every observer
+        follows the call (`_Call`).
         """
         recorder = self._recorder or self._set_up({})
         if config and not self._name_given:
@@ -219,11 +224,18 @@ class _Node(ABC):
                     recorder.name = graph_name
         if now >= observers.global_checked_until:
             observers.look_for_global_provider(now)
-        if self._call_policy is None and not observers.watching and not _debug_enabled(_DEBUG):
-            return None
-        return _Call(recorder.name, recorder, observers.start(recorder.name), now)
+        if not observers.watching and not _debug_enabled(_DEBUG):
+            if self._call_policy is None:
+                return None
+            quiet = self._quiet
+            if quiet is None or quiet.name != recorder.name:
+                quiet = self._quiet = _QuietCall(recorder, observers.start(recorder.name))
+            return quiet
+        return _Call(recorder, observers.start(recorder.name))
 
-    def _failed(self, call: _Call | None, started: float, error: BaseException) -> None:
+    def _failed(
+        self, call: _Call | _QuietCall | None, started: float, error: BaseException
+    ) -> None:
         """Record that the call which began at ``started`` raised ``error``.
 
         ``call`` is what `_begin` returned: None on the plain path, which tells the
@@ -234,7 +246,7 @@ class _Node(ABC):
             recorder: NodeRecorder = self._recorder  # type: ignore[assignment]
             recorder.call_ended(outcome_of(error), error, _perf_counter() - started, 1)
         else:
-            call.ended(error)
+            call.ended(error, started)
 
     def _timeout_error(self, seconds: float) -> NodeTimeoutError:
         return NodeTimeoutError(self.name, seconds)
@@ -447,31 +459,30 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class _Call:
-    """One observed node call: tells the node's recorder and the observers what happens."""
+class _QuietCall:
+    """Tells a node's counters and the call's followers what happens to its attempts.
 
-    __slots__ = ("attempts", "following", "name", "recorder", "started")
+    As it is, it observes the calls of one node while nobody watches and DEBUG is
+    off, shared by them all: the only followers are then the log observer's quiet
+    ones, which write WARNING records for retries and timeouts and nothing else, so
+    waits and ends go to the counters alone and no call needs an object of its own.
+    """
 
-    def __init__(
-        self,
-        name: str,
-        recorder: NodeRecorder,
-        following: tuple[NodeCallObserver, ...],
-        started: float,
-    ) -> None:
-        self.name = name
+    __slots__ = ("following", "name", "recorder")
+
+    attempts = 1
+    """Attempts made so far; only `_Call` counts them (for the followers of the end)."""
+
+    def __init__(self, recorder: NodeRecorder, following: tuple[NodeCallObserver, ...]) -> None:
         self.recorder = recorder
         self.following = following
-        self.attempts = 1
-        self.started = started
+        self.name = recorder.name
 
     def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
-        self.recorder.waited(kind, seconds)
-        for observer in self.following:
-            observer.waited(kind, seconds)
+        if seconds:  # a grant at once adds nothing to the node's wait totals
+            self.recorder.waited(kind, seconds)
 
     def retrying(self, attempt: int, error: Exception, delay: float) -> None:
-        self.attempts = attempt + 1
         self.recorder.retrying(attempt, error, delay)
         for observer in self.following:
             observer.retrying(attempt, error, delay)
@@ -481,11 +492,36 @@ class _Call:
         for observer in self.following:
             observer.timed_out(attempt, timeout)
 
-    def ended(self, error: BaseException | None) -> None:
-        """Record how the call ended (``error`` None: it returned)."""
-        duration = _perf_counter() - self.started
-        outcome = outcome_of(error)
+    def ended(self, error: BaseException | None, started: float) -> None:
+        """Record how the call that began at ``started`` ended (``error`` None: it returned)."""
+        duration = _perf_counter() - started
+        outcome = "success" if error is None else outcome_of(error)
         self.recorder.call_ended(outcome, error, duration, self.attempts)
+        self.tell_end(outcome, error, duration)
+
+    def tell_end(self, outcome: Outcome, error: BaseException | None, duration: float) -> None:
+        """Tell the followers how the call ended (quiet ones need not hear it)."""
+
+
+class _Call(_QuietCall):
+    """One observed node call: every follower hears every event, and the attempts are counted."""
+
+    __slots__ = ("attempts",)
+
+    def __init__(self, recorder: NodeRecorder, following: tuple[NodeCallObserver, ...]) -> None:
+        super().__init__(recorder, following)
+        self.attempts = 1
+
+    def waited(self, kind: Literal["concurrency", "rate"], seconds: float) -> None:
+        super().waited(kind, seconds)
+        for observer in self.following:
+            observer.waited(kind, seconds)
+
+    def retrying(self, attempt: int, error: Exception, delay: float) -> None:
+        self.attempts = attempt + 1
+        super().retrying(attempt, error, delay)
+
+    def tell_end(self, outcome: Outcome, error: BaseException | None, duration: float) -> None:
         for observer in reversed(self.following):
             observer.call_ended(outcome, error, duration, self.attempts)
 
@@ -551,7 +587,7 @@ class BaseNode(_Node):
             recorder.successes += 1
             recorder.finished(_perf_counter() - started)
         else:
-            call.ended(None)
+            call.ended(None, started)
         return result
 
 
@@ -631,7 +667,7 @@ class AsyncBaseNode(_Node):
             recorder.successes += 1
             recorder.finished(_perf_counter() - started)
         else:
-            call.ended(None)
+            call.ended(None, started)
         return result
 
 

@@ -204,7 +204,10 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
         if loop is not self._loop:
             self._use_loop(loop)
         pairs = self._default_pairs
-        with self._lock:
+        # acquire()/release() rather than ``with``, which costs twice as much here.
+        lock = self._lock
+        lock.acquire()
+        try:
             now = self._clock()
             if not self._waiters:
                 # `_ready_at` inlined for the common case: on schedule, room in the
@@ -232,6 +235,8 @@ class MultiRateLimiter(GrantQueue[tuple[int, ...], tuple[Entry, ...]]):
                         else:
                             window.grant(now, units, now)
                     return
+        finally:
+            lock.release()
         await self._wait(loop, now, self._default_cost)
 
     def reserve(self, **costs: int) -> Reservation[tuple[Entry, ...]]:
