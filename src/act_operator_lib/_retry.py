@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeGuard, TypeVar
 
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import RetryPolicy
@@ -65,20 +65,14 @@ _DEFAULT_RETRY_ON: Any = RetryPolicy._field_defaults["retry_on"]
 _Future = asyncio.Future
 
 
-def _driver(limiter: SupportsAcquire) -> tuple[Callable[[], Awaitable[Any]], Callable[[], Any]]:
-    """How the engine takes from ``limiter`` and gives back: ``(take, give)``.
+def _grants_at_once(limiter: object) -> TypeGuard[RateLimiter | ConcurrencyLimiter]:
+    """Whether ``limiter``'s ``async with`` entry grants at once with a completed future.
 
-    Our in-process limiters' ``async with`` entry grants at once with a completed
-    future (no coroutine to run, no wait to time) and their exit gives a slot back
-    the same way; any other limiter is driven by ``acquire()`` and ``release()``.
+    Our in-process limiters' entry does (no coroutine to run, no wait to time), and
+    their exit gives a slot back the same way; the engine then uses those, and
+    ``acquire()``/``release()`` for any other limiter.
     """
-    if isinstance(limiter, RateLimiter | ConcurrencyLimiter):
-        return limiter.__aenter__, limiter.__aexit__
-    return limiter.acquire, getattr(limiter, "release", _nothing)
-
-
-def _nothing() -> None:
-    return None
+    return isinstance(limiter, RateLimiter | ConcurrencyLimiter)
 
 
 class AttemptObserver(Protocol):
@@ -119,7 +113,7 @@ class CallPolicy:
     """Each attempt awaits ``acquire()`` on it: one token per attempt."""
     concurrency_limiter: SupportsRelease | None = None
     """Each attempt holds one of its slots."""
-    # How an attempt takes a token, takes a slot and gives the slot back (`_driver`).
+    # How an attempt takes a token, takes a slot and gives it back (`_grants_at_once`).
     _take_token: Callable[[], Awaitable[Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -131,13 +125,19 @@ class CallPolicy:
     )
 
     def __post_init__(self) -> None:
-        if self.rate_limiter is not None:
-            take, _ = _driver(self.rate_limiter)
+        tokens, slots = self.rate_limiter, self.concurrency_limiter
+        if tokens is not None:
+            take = tokens.__aenter__ if _grants_at_once(tokens) else tokens.acquire
             object.__setattr__(self, "_take_token", take)
-        if self.concurrency_limiter is not None:
-            take, give = _driver(self.concurrency_limiter)
-            object.__setattr__(self, "_take_slot", take)
-            object.__setattr__(self, "_give_slot", give)
+        if slots is not None:
+            take_slot: Callable[[], Awaitable[Any]]
+            give_slot: Callable[[], Any]
+            if _grants_at_once(slots):
+                take_slot, give_slot = slots.__aenter__, slots.__aexit__
+            else:
+                take_slot, give_slot = slots.acquire, slots.release
+            object.__setattr__(self, "_take_slot", take_slot)
+            object.__setattr__(self, "_give_slot", give_slot)
 
     def __bool__(self) -> bool:
         return bool(

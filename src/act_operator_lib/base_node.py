@@ -63,7 +63,6 @@ from act_operator_lib.observability import (
     NodeCallObserver,
     NodeRecorder,
     NodeStatistics,
-    Outcome,
     observers,
     outcome_of,
 )
@@ -470,9 +469,6 @@ class _QuietCall:
 
     __slots__ = ("following", "name", "recorder")
 
-    attempts = 1
-    """Attempts made so far; only `_Call` counts them (for the followers of the end)."""
-
     def __init__(self, recorder: NodeRecorder, following: tuple[NodeCallObserver, ...]) -> None:
         self.recorder = recorder
         self.following = following
@@ -494,13 +490,9 @@ class _QuietCall:
 
     def ended(self, error: BaseException | None, started: float) -> None:
         """Record how the call that began at ``started`` ended (``error`` None: it returned)."""
-        duration = _perf_counter() - started
         outcome = "success" if error is None else outcome_of(error)
-        self.recorder.call_ended(outcome, error, duration, self.attempts)
-        self.tell_end(outcome, error, duration)
-
-    def tell_end(self, outcome: Outcome, error: BaseException | None, duration: float) -> None:
-        """Tell the followers how the call ended (quiet ones need not hear it)."""
+        # The counters do not use the attempt count, which a shared object cannot keep.
+        self.recorder.call_ended(outcome, error, _perf_counter() - started, 1)
 
 
 class _Call(_QuietCall):
@@ -521,7 +513,10 @@ class _Call(_QuietCall):
         self.attempts = attempt + 1
         super().retrying(attempt, error, delay)
 
-    def tell_end(self, outcome: Outcome, error: BaseException | None, duration: float) -> None:
+    def ended(self, error: BaseException | None, started: float) -> None:
+        duration = _perf_counter() - started
+        outcome = "success" if error is None else outcome_of(error)
+        self.recorder.call_ended(outcome, error, duration, self.attempts)
         for observer in reversed(self.following):
             observer.call_ended(outcome, error, duration, self.attempts)
 

@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger("act_operator_lib.node")
-_debug_enabled = LOGGER.isEnabledFor
 
 LATENCY_SAMPLES = 1024
 """How many recent call latencies each node keeps for its percentiles."""
@@ -388,12 +387,9 @@ class _Observers:
     one is found, for a global tracer provider (looking costs about a microsecond).
     """
 
-    __slots__ = ("added", "all", "global_checked_until", "quiet", "tracer", "watching")
+    __slots__ = ("added", "all", "global_checked_until", "tracer", "watching")
 
     def __init__(self) -> None:
-        # Per node, who follows a call while nobody else watches and DEBUG is off:
-        # the log observer's quiet follower of that node, always the same one.
-        self.quiet: dict[str, tuple[NodeCallObserver, ...]] = {}
         self.added: tuple[NodeObserver, ...] = ()
         self.tracer: Tracer | None = None
         self.global_checked_until = 0.0
@@ -420,11 +416,6 @@ class _Observers:
 
     def start(self, node: str) -> tuple[NodeCallObserver, ...]:
         """Tell every observer that a call of ``node`` begins; return those who follow it."""
-        if not self.watching and not _debug_enabled(logging.DEBUG):
-            quiet = self.quiet.get(node)
-            if quiet is None:
-                quiet = self.quiet[node] = (_LOGS.call_started(node),)
-            return quiet
         following = []
         for observer in self.all:
             call = observer.call_started(node)
