@@ -8,6 +8,7 @@ and stop them after. Without ``redis-server`` they skip, except under ``CI=true`
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -158,11 +159,16 @@ async def test_an_adaptive_multi_rate_limiter_on_a_cluster_keeps_what_it_learns_
     other = RedisMultiRateLimiter(cluster.url, key, adaptive=True, **rates)
     client = cluster_client(cluster)
     try:
+        started = time.monotonic()
         await limiter.reserve(requests=1, tokens=800)
         # Tokens were fullest: only they are cut, to 95% of the 800 granted.
         await limiter.pause(0.01)
         await other.pause(0)  # the same episode: no second cut; it learns the first
-        assert other.statistics().rates["tokens"].rate == pytest.approx(760, rel=1e-4)
+        learned_rate = other.statistics().rates["tokens"].rate
+        # From the cut on, the rate recovers 1/20 of 1,000 per 60 s window: at most
+        # what the time since the test started allows (a slow machine takes longer).
+        recovered = 1_000 / 20 * (time.monotonic() - started) / 60
+        assert 760 - 1e-6 <= learned_rate <= 760 + recovered + 1e-6
         assert other.statistics().rates["requests"].rate == 10
         hashed = f"{{{key}}}"
         learned = await client.hmget(hashed, ["from:tokens", "plateau:tokens", "cut:tokens"])
