@@ -13,14 +13,17 @@ server sent, seconds, and the ratio to the floor.
     (2 calls in flight each) sharing the contender's limiter;
 (c) an outage: run (a), but the server answers every request 429 with
     ``retry-after: 2`` for 2 s, from 0.5 s in; reported: requests that reached the
-    server during the outage.
+    server during the outage;
+(d) (a)'s costs through the limiter alone, without a server;
+(e) where a margin goes: (a) with known costs, each request's grant-to-send and
+    send-to-arrival delays.
 
 (a) and (b) end with a row of 4 worker processes sharing a `RedisMultiRateLimiter`
 (Redis at 127.0.0.1:6379, a key of its own per run), each making its share of the
 calls with ``python -m benchmarks.bench_llm worker ...``.
 
 ``LLM_CALLS=60 python -m benchmarks llm`` runs smaller workloads ((b) takes twice as
-many calls). ``LLM_TABLES=a,b`` runs only those tables (of ``a``, ``b``, ``c``, ``d``);
+many calls). ``LLM_TABLES=a,b`` runs only those tables (of ``a`` to ``e``);
 ``LLM_ROWS=adaptive,redis`` only the rows whose contender names one of the words
 (case-insensitive); ``LLM_ROUNDS=3`` runs each chosen row that many times in turn
 (one line per run). Unset, everything runs once.
@@ -29,8 +32,10 @@ many calls). ``LLM_TABLES=a,b`` runs only those tables (of ``a``, ``b``, ``c``, 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
+import math
 import os
 import random
 import sys
@@ -40,6 +45,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+import httpx
 import openai
 from aiolimiter import AsyncLimiter
 from langchain_core.rate_limiters import InMemoryRateLimiter
@@ -58,7 +64,7 @@ from act_operator_lib.integrations.langchain import Estimate, with_token_budget
 from act_operator_lib.limits import MultiRateLimiter, Rate, RedisMultiRateLimiter
 
 CALLS = int(os.environ.get("LLM_CALLS", "200"))
-TABLES = set(os.environ.get("LLM_TABLES", "a,b,c,d").replace(" ", "").split(","))
+TABLES = set(os.environ.get("LLM_TABLES", "a,b,c,d,e").replace(" ", "").split(","))
 ROWS = [word.lower() for word in os.environ.get("LLM_ROWS", "").split(",") if word.strip()]
 ROUNDS = int(os.environ.get("LLM_ROUNDS", "1"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -68,9 +74,12 @@ COSTS = (50, 400)
 SEED = 15
 OUTAGE_START = 0.5
 OUTAGE_SECONDS = 2.0
-MARGIN = 0.1
-"""Seconds our limiters count each grant beyond the 1 s window (`Rate.margin`): more
-than the spread of grant-to-arrival delays on a busy machine."""
+MARGIN = 0.03
+"""Seconds our limiters count each grant beyond the 1 s window (`Rate.margin`): above
+most of the spread of grant-to-arrival delays that (e) measures, small enough for
+(a)'s 1.05x (a margin costs (a) about 5 s x margin)."""
+WIDE_MARGIN = 0.1
+"""A margin above the whole spread, for comparison."""
 
 RATE_LIMITED = RetryPolicy(max_attempts=8, initial_interval=0.5, retry_on=openai.RateLimitError)
 """The retry our contenders use: the engine waits each 429's Retry-After."""
@@ -102,6 +111,11 @@ class Outcome:
     during_outage: int
     rejected_for: dict[str, int]
     """The server's 429s by cause (``requests``, ``tokens``, ``outage``)."""
+    after_refusal: int = 0
+    """(c): outage 429s for requests sent after the first outage 429 came back."""
+    after_pause: int | None = None
+    """(c): outage 429s for requests sent after our limiter's cooldown began (None:
+    no limiter of ours)."""
 
 
 Call = Callable[[int, str], Awaitable[Any]]
@@ -132,7 +146,65 @@ def floor_seconds(costs: list[int], rate: float, tokens: float, window: float = 
     return now
 
 
+class Traffic:
+    """(c)'s view from the client (httpx's hooks on every contender's model): how many
+    outage 429s answered requests sent after the first of them had come back, i.e.
+    sent once the sender could know."""
+
+    def __init__(self) -> None:
+        self.sent: dict[int, float] = {}
+        self.first_refusal = math.inf
+        self.after_refusal = 0
+        # When our limiter was first paused (the shared cooldown began), and the
+        # outage 429s for requests sent after that.
+        self.first_pause = math.inf
+        self.after_pause = 0
+        self.clients: list[httpx.AsyncClient] = []
+
+    def client(self) -> httpx.AsyncClient:
+        async def request(request: httpx.Request) -> None:
+            self.sent[id(request)] = time.monotonic()
+
+        async def response(response: httpx.Response) -> None:
+            sent = self.sent.pop(id(response.request), -math.inf)
+            # The outage's 429s carry only `retry-after` (a window's also `-ms`).
+            if response.status_code == 429 and "retry-after-ms" not in response.headers:
+                if sent > self.first_refusal:
+                    self.after_refusal += 1
+                if sent > self.first_pause:
+                    self.after_pause += 1
+                self.first_refusal = min(self.first_refusal, time.monotonic())
+
+        client = httpx.AsyncClient(event_hooks={"request": [request], "response": [response]})
+        self.clients.append(client)
+        return client
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
+class TimedPauses(MultiRateLimiter):
+    """A `MultiRateLimiter` telling (c)'s `Traffic` when the outage's cooldown began
+    (its first pause of the outage's Retry-After; a full window's 429 asks less)."""
+
+    def __init__(self, traffic: Traffic, **rates: Rate) -> None:
+        super().__init__(**rates)
+        self.traffic = traffic
+
+    async def pause(self, seconds: float) -> None:
+        if seconds >= OUTAGE_SECONDS:
+            self.traffic.first_pause = min(self.traffic.first_pause, time.monotonic())
+        await super().pause(seconds)
+
+
+TRAFFIC: Traffic | None = None
+"""Set while (c) runs a contender: its models send through the recorder's clients."""
+
+
 def chat(server: RemoteServer, **kwargs: Any) -> ChatOpenAI:
+    if TRAFFIC is not None:
+        kwargs.setdefault("http_async_client", TRAFFIC.client())
     return ChatOpenAI(model="gpt-test", base_url=server.base_url, api_key="bench", **kwargs)
 
 
@@ -193,10 +265,13 @@ def outcome(seen: ServerStatistics, failed: int, seconds: float) -> Outcome:
 
 
 async def run(workload: Workload, make: Contender, outage: bool = False) -> Outcome:
+    global TRAFFIC
     spend = workload.costs()
     limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
+    traffic = TRAFFIC = Traffic() if outage else None
     with openai_server_process(limits) as server:
         call = make(server, workload)
+        TRAFFIC = None
 
         def one(index: int) -> Awaitable[Any]:
             return call(spend[index], prompt(index, spend[index]))
@@ -209,7 +284,14 @@ async def run(workload: Workload, make: Contender, outage: bool = False) -> Outc
         failed = await ask(one, list(range(len(spend))), workload.graphs, IN_FLIGHT)
         seconds = time.monotonic() - started
         seen = server.statistics()
-    return outcome(seen, failed, seconds)
+    if traffic is None:
+        return outcome(seen, failed, seconds)
+    await traffic.aclose()
+    return dataclasses.replace(
+        outcome(seen, failed, seconds),
+        after_refusal=traffic.after_refusal,
+        after_pause=traffic.after_pause if traffic.first_pause < math.inf else None,
+    )
 
 
 def redis_rates(workload: Workload, margin: float) -> dict[str, Rate]:
@@ -220,10 +302,15 @@ def redis_rates(workload: Workload, margin: float) -> dict[str, Rate]:
 
 
 def redis_limiter(workload: Workload, key: str) -> tuple[RedisMultiRateLimiter, float]:
-    """The Redis twin at the server's limits, with the in-process rows' margin if it
-    takes one (else none), and the margin it got."""
+    """The Redis twin at the server's limits, with `WIDE_MARGIN` if it takes one (else
+    none), and the margin it got. Four processes and Redis share the two cores with
+    the server, so their spread is wider than (e)'s: with `MARGIN` the row saw 4-28
+    429s per run, 2-9 with the wide one (docs/benchmarks.md)."""
     try:
-        return RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, MARGIN)), MARGIN
+        return (
+            RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, WIDE_MARGIN)),
+            WIDE_MARGIN,
+        )
     except (TypeError, ValueError):
         return RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, 0.0)), 0.0
 
@@ -335,10 +422,14 @@ def budgeted(
 
     def make(server: RemoteServer, workload: Workload) -> Call:
         rate, tokens = workload.rate * scale, workload.tokens * scale
-        limiter = MultiRateLimiter(
-            requests=Rate(rate, burst=int(rate), margin=margin),
-            tokens=Rate(tokens, burst=int(tokens), margin=margin),
-            adaptive=adaptive,
+        rates = {
+            "requests": Rate(rate, burst=int(rate), margin=margin),
+            "tokens": Rate(tokens, burst=int(tokens), margin=margin),
+        }
+        limiter = (
+            MultiRateLimiter(**rates, adaptive=adaptive)
+            if TRAFFIC is None or adaptive
+            else TimedPauses(TRAFFIC, **rates)
         )
         model = with_token_budget(chat(server, max_retries=0), limiter, estimate=estimate)
         return lambda cost, text: call_with_policies(
@@ -358,6 +449,10 @@ CONTENDERS: list[tuple[str, Contender]] = [
     (
         f"ours: `MultiRateLimiter`, cost known, `margin={MARGIN:g}`",
         budgeted(cost_of, margin=MARGIN),
+    ),
+    (
+        f"ours: `MultiRateLimiter`, cost known, `margin={WIDE_MARGIN:g}`",
+        budgeted(cost_of, margin=WIDE_MARGIN),
     ),
     (
         f"ours: `MultiRateLimiter`, estimate 100 settled from usage, `margin={MARGIN:g}`",
@@ -436,6 +531,52 @@ async def _limiter_alone(workload: Workload, margin: float = 0.0) -> tuple[float
     return max(moment for moment, _ in grants), most
 
 
+def _quantile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def _spread(workload: Workload, margin: float) -> tuple[list[float], list[float], int]:
+    """(a) with known costs, timing each request: grant to send (httpx's request hook,
+    on the client's clock) and send to arrival (the server's, on the same machine's
+    monotonic clock). Sends and arrivals are paired in order (the k-th send with the
+    k-th arrival), which is exact while requests keep their order on the way. Returns
+    both delays in seconds and the 429s."""
+    spend = workload.costs()
+    granted: contextvars.ContextVar[float] = contextvars.ContextVar("granted")
+    to_send: list[float] = []
+    sends: list[float] = []
+
+    async def sent(request: httpx.Request) -> None:
+        now = time.monotonic()
+        sends.append(now)
+        to_send.append(now - granted.get())
+
+    limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
+    with openai_server_process(limits) as server:
+        limiter = MultiRateLimiter(
+            requests=Rate(workload.rate, burst=int(workload.rate), margin=margin),
+            tokens=Rate(workload.tokens, burst=int(workload.tokens), margin=margin),
+        )
+        async with httpx.AsyncClient(event_hooks={"request": [sent]}) as client:
+            model = chat(server, max_retries=0, http_async_client=client)
+
+            async def attempt(index: int) -> Any:
+                async with limiter.reserve(tokens=spend[index]):
+                    granted.set(time.monotonic())  # the limiter runs on this clock
+                    return await model.ainvoke(prompt(index, spend[index]))
+
+            def one(index: int) -> Awaitable[Any]:
+                return call_with_policies(lambda: attempt(index), retry=RATE_LIMITED)
+
+            await ask(one, list(range(len(spend))), workload.graphs, IN_FLIGHT)
+        seen = server.statistics()
+    on_the_way = [
+        arrival - send for arrival, send in zip(sorted(seen.arrivals), sorted(sends), strict=True)
+    ]
+    return to_send, on_the_way, seen.rejected
+
+
 async def _run() -> str:
     one_group = Workload(rate=40, tokens=8_000, calls=CALLS)
     graphs = Workload(rate=20, tokens=4_000, calls=2 * CALLS, graphs=8)
@@ -455,8 +596,9 @@ async def _run() -> str:
             f"(c) outage: (a), with every request answered 429 `retry-after: "
             f"{OUTAGE_SECONDS:g}` for {OUTAGE_SECONDS:g} s from {OUTAGE_START:g} s in:",
             "",
-            "| contender | failed | requests during the outage | seconds |",
-            "|---|---:|---:|---:|",
+            "| contender | failed | requests during the outage | of them sent after the "
+            "first outage 429 came back | after the shared cooldown began | seconds |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for _ in range(ROUNDS):
             for name, make in OUTAGE_CONTENDERS:
@@ -464,18 +606,41 @@ async def _run() -> str:
                     continue
                 outage = await run(one_group, make, outage=True)
                 lines.append(
-                    f"| {name} | {outage.failed} | {outage.during_outage} | {outage.seconds:.2f} |"
+                    f"| {name} | {outage.failed} | {outage.during_outage} | "
+                    f"{outage.after_refusal} | "
+                    f"{'-' if outage.after_pause is None else outage.after_pause} | "
+                    f"{outage.seconds:.2f} |"
                 )
     if "d" in TABLES:
         last, most = await _limiter_alone(one_group)
-        held, _ = await _limiter_alone(one_group, MARGIN)
+        held, _ = await _limiter_alone(one_group, WIDE_MARGIN)
+        tight, _ = await _limiter_alone(one_group, MARGIN)
         lines += [
             "",
             f"(d) (a)'s costs through the `MultiRateLimiter` alone (no server): last grant "
             f"at {last:.2f} s (floor {one_group.floor():.2f} s), at most {most:,} tokens in "
-            f"any 1 s (T = {one_group.tokens:,.0f}); with `margin={MARGIN:g}`, last grant at "
-            f"{held:.2f} s.",
+            f"any 1 s (T = {one_group.tokens:,.0f}); last grant at {tight:.2f} s with "
+            f"`margin={MARGIN:g}`, at {held:.2f} s with `margin={WIDE_MARGIN:g}`.",
         ]
+    if "e" in TABLES:
+        lines += [
+            "",
+            f"(e) where the margin goes: (a) with known costs and `margin={MARGIN:g}`, "
+            "each request timed from its grant to its send (httpx's request hook) and from "
+            "its send to its arrival at the server (the server's clock), in ms:",
+            "",
+            "| run | 429s | grant to send: median | p99 | max | send to arrival: median "
+            "| p99 | max |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for number in range(1, 3 * ROUNDS + 1):
+            to_send, on_the_way, rejected = await _spread(one_group, MARGIN)
+            cells = [
+                f"{1000 * value:.1f}"
+                for delays in (to_send, on_the_way)
+                for value in (_quantile(delays, 0.5), _quantile(delays, 0.99), max(delays))
+            ]
+            lines.append(f"| {number} | {rejected} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 

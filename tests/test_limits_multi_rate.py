@@ -192,6 +192,25 @@ async def test_a_pause_holds_every_rate() -> None:
     assert limiter.statistics().pauses == 1
 
 
+async def test_when_a_pause_ends_a_rate_gives_its_burst_back_within_its_window() -> None:
+    limiter = MultiRateLimiter(requests=Rate(10, burst=10))
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for _ in range(4):  # four of the window's ten, then a 429 somewhere
+        await limiter.acquire()
+    await limiter.pause(0.5)
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire()
+        times.append(round(loop.time() - start, 6))
+
+    await asyncio.gather(*(one() for _ in range(12)))
+    # The six left of the window at once when the pause ends (not one per 0.1 s),
+    # the other six when the first four leave it.
+    assert times == [0.5] * 6 + [1.0] * 4 + [1.5] * 2
+
+
 async def test_a_weighted_rate_limiter_keeps_one_log_entry_per_grant() -> None:
     limiter = RateLimiter(10_000_000, per=60)
     tracemalloc.start()

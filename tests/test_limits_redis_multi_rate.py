@@ -252,6 +252,27 @@ async def test_callers_waiting_when_a_pause_starts_are_granted_after_it_in_line(
         await limiter.aclose()
 
 
+async def test_when_a_pause_ends_every_rate_gives_its_burst_back_within_its_window(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    limiter = llm_limiter(redis_url, key)  # 10 requests an hour, burst 10
+    try:
+        for _ in range(4):
+            await limiter.acquire()
+        await limiter.pause(0.3)
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        async with asyncio.timeout(30):  # a guard: spaced, the six would take 36 minutes
+            times = await asyncio.gather(*(limiter.acquire_with_grant_time() for _ in range(6)))
+        granted = [round(time * 1_000_000) for time in times]  # type: ignore[operator]
+        # The six left of the window, as soon as the pause is over (not 6 minutes apart).
+        assert min(granted) >= paused_until
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):  # the window is full for the hour
+                await limiter.acquire()
+    finally:
+        await limiter.aclose()
+
+
 async def test_settling_twice_is_a_runtime_error(redis_url: str, key: str) -> None:
     limiter = llm_limiter(redis_url, key)
     try:

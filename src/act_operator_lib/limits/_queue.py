@@ -106,11 +106,13 @@ class GrantQueue(_LimiterBase, Generic[C, G]):
             await limiter.pause(2.0)   # e.g. a server answered 429 with retry-after: 2
 
         A later pause extends a running one, never shortens it; callers already
-        waiting keep their places; after the pause grants resume evenly spaced
-        (no burst). In adaptive mode a pause is a refusal: the fullest rate slows
-        down to what the server took (once per episode: not again while paused or
-        within a window of the last), measured again when the pause ends, and the
-        burst the pause took away comes back at the learned rate (docs/limits.md).
+        waiting keep their places; after the pause a `RateLimiter` resumes evenly
+        spaced (no burst), a `MultiRateLimiter` with each rate's burst (a `Rate`'s
+        window never holds more than its limit). In adaptive mode a pause is a
+        refusal: the fullest rate slows down to what the server took (once per
+        episode: not again while paused or within a window of the last), measured
+        again when the pause ends, and the burst the pause took away comes back at
+        the learned rate (docs/limits.md).
 
         Raises:
             TypeError: ``seconds`` is not a number.

@@ -80,6 +80,7 @@ class Window:
         "recovered_from",
         "refunded_at",
         "refusals",
+        "resumes_burst",
         "schedule",
         "share",
         "siblings",
@@ -126,6 +127,8 @@ class Window:
         self.known = 0.0
         self.schedule = -math.inf
         self.paused_until = -math.inf
+        # A sliding window paused since its burst was last given back (`pause`).
+        self.resumes_burst = False
         self.log: deque[Entry] = deque()
         self.logged = 0.0
         self.granted = 0.0
@@ -144,6 +147,9 @@ class Window:
         """The earliest time ``units`` more may be granted, given the grants so far."""
         if self.share < 1.0:
             self._recover(now)
+        if self.resumes_burst and now >= self.paused_until:
+            self.resumes_burst = False
+            self.schedule = min(self.schedule, self.paused_until)
         ready = self.schedule - self.tolerance
         keep = self.capacity - units
         if self.logged > keep:
@@ -222,10 +228,22 @@ class Window:
         refusals.append((entry[0], units))
 
     def pause(self, until: float) -> None:
-        """Grant nothing before ``until``; grants then resume evenly spaced."""
+        """Grant nothing before ``until``; then resume evenly spaced or, for a
+        sliding window, with its burst.
+
+        A sliding window (`Rate`) models the server's own window and its log never
+        lets more than ``rate`` units into one: when the pause ends, it gives back
+        the burst the pause took away (`ready_at`, the first time a caller has to
+        look), as before the refusal. Without it, one 429 caused by the spread of
+        arrival times turned a bursting limiter into an evenly spaced one for good,
+        a window's burst behind (docs/benchmarks.md, LLM (a)). A `RateLimiter`
+        window, whose burst comes on top of its rate, resumes evenly spaced.
+        """
         if until > self.paused_until:
             self.paused_until = until
         self.schedule = max(self.schedule, until + self.tolerance)
+        if self.sliding:
+            self.resumes_burst = True
 
     def used(self, now: float) -> float:
         """Adaptive mode: how full the last window was, as a share of the current rate."""
