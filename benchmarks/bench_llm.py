@@ -294,7 +294,8 @@ async def run(workload: Workload, make: Contender, outage: bool = False) -> Outc
     )
 
 
-def redis_rates(workload: Workload, margin: float) -> dict[str, Rate]:
+def server_rates(workload: Workload, margin: float = 0.0) -> dict[str, Rate]:
+    """The server's two limits as `Rate`s, each window's budget usable at once."""
     return {
         "requests": Rate(workload.rate, burst=int(workload.rate), margin=margin),
         "tokens": Rate(workload.tokens, burst=int(workload.tokens), margin=margin),
@@ -308,11 +309,11 @@ def redis_limiter(workload: Workload, key: str) -> tuple[RedisMultiRateLimiter, 
     429s per run, 2-9 with the wide one (docs/benchmarks.md)."""
     try:
         return (
-            RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, WIDE_MARGIN)),
+            RedisMultiRateLimiter(REDIS_URL, key, **server_rates(workload, WIDE_MARGIN)),
             WIDE_MARGIN,
         )
     except (TypeError, ValueError):
-        return RedisMultiRateLimiter(REDIS_URL, key, **redis_rates(workload, 0.0)), 0.0
+        return RedisMultiRateLimiter(REDIS_URL, key, **server_rates(workload, 0.0)), 0.0
 
 
 async def redis_worker(url: str, key: str, settings: str, number: str) -> None:
@@ -512,10 +513,7 @@ async def _table(title: str, workload: Workload) -> list[str]:
 
 async def _limiter_alone(workload: Workload, margin: float = 0.0) -> tuple[float, int]:
     """(a)'s costs through a MultiRateLimiter alone: last grant, most tokens in any window."""
-    limiter = MultiRateLimiter(
-        requests=Rate(workload.rate, burst=int(workload.rate), margin=margin),
-        tokens=Rate(workload.tokens, burst=int(workload.tokens), margin=margin),
-    )
+    limiter = MultiRateLimiter(**server_rates(workload, margin))
     loop = asyncio.get_running_loop()
     grants: list[tuple[float, int]] = []
     started = loop.time()
@@ -554,10 +552,7 @@ async def _spread(workload: Workload, margin: float) -> tuple[list[float], list[
 
     limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
     with openai_server_process(limits) as server:
-        limiter = MultiRateLimiter(
-            requests=Rate(workload.rate, burst=int(workload.rate), margin=margin),
-            tokens=Rate(workload.tokens, burst=int(workload.tokens), margin=margin),
-        )
+        limiter = MultiRateLimiter(**server_rates(workload, margin))
         async with httpx.AsyncClient(event_hooks={"request": [sent]}) as client:
             model = chat(server, max_retries=0, http_async_client=client)
 

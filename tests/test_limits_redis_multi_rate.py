@@ -261,7 +261,7 @@ async def test_when_a_pause_ends_every_rate_gives_its_burst_back_within_its_wind
             await limiter.acquire()
         await limiter.pause(0.3)
         paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
-        async with asyncio.timeout(30):  # a guard: spaced, the six would take 36 minutes
+        async with asyncio.timeout(30):  # a guard: spaced, the six would take 30 minutes
             times = await asyncio.gather(*(limiter.acquire_with_grant_time() for _ in range(6)))
         granted = [round(time * 1_000_000) for time in times]  # type: ignore[operator]
         # The six left of the window, as soon as the pause is over (not 6 minutes apart).
