@@ -16,14 +16,15 @@ server sent, seconds, and the ratio to the floor.
     server during the outage;
 (d) (a)'s costs through the limiter alone, without a server;
 (e) where a margin goes: (a) with known costs, each request's grant-to-send and
-    send-to-arrival delays.
+    send-to-arrival delays;
+(f) the Redis row of (a) and (b) at each of several margins.
 
 (a) and (b) end with a row of 4 worker processes sharing a `RedisMultiRateLimiter`
 (Redis at 127.0.0.1:6379, a key of its own per run), each making its share of the
 calls with ``python -m benchmarks.bench_llm worker ...``.
 
 ``LLM_CALLS=60 python -m benchmarks llm`` runs smaller workloads ((b) takes twice as
-many calls). ``LLM_TABLES=a,b`` runs only those tables (of ``a`` to ``e``);
+many calls). ``LLM_TABLES=a,b`` runs only those tables (of ``a`` to ``f``);
 ``LLM_ROWS=adaptive,redis`` only the rows whose contender names one of the words
 (case-insensitive); ``LLM_ROUNDS=3`` runs each chosen row that many times in turn
 (one line per run). Unset, everything runs once.
@@ -64,7 +65,7 @@ from act_operator_lib.integrations.langchain import Estimate, with_token_budget
 from act_operator_lib.limits import MultiRateLimiter, Rate, RedisMultiRateLimiter
 
 CALLS = int(os.environ.get("LLM_CALLS", "200"))
-TABLES = set(os.environ.get("LLM_TABLES", "a,b,c,d,e").replace(" ", "").split(","))
+TABLES = set(os.environ.get("LLM_TABLES", "a,b,c,d,e,f").replace(" ", "").split(","))
 ROWS = [word.lower() for word in os.environ.get("LLM_ROWS", "").split(",") if word.strip()]
 ROUNDS = int(os.environ.get("LLM_ROUNDS", "1"))
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -80,6 +81,11 @@ most of the spread of grant-to-arrival delays that (e) measures, small enough fo
 (a)'s 1.05x (a margin costs (a) about 5 s x margin)."""
 WIDE_MARGIN = 0.1
 """A margin above the whole spread, for comparison."""
+REDIS_MARGIN = 0.07
+"""The Redis row's margin: four processes and Redis share the two cores with the
+server, so their spread is wider than (e)'s; (f) runs the row at each margin."""
+REDIS_MARGINS = (MARGIN, 0.05, REDIS_MARGIN, WIDE_MARGIN)
+"""The margins (f) compares for the Redis row."""
 
 RATE_LIMITED = RetryPolicy(max_attempts=8, initial_interval=0.5, retry_on=openai.RateLimitError)
 """The retry our contenders use: the engine waits each 429's Retry-After."""
@@ -302,21 +308,21 @@ def server_rates(workload: Workload, margin: float = 0.0) -> dict[str, Rate]:
     }
 
 
-def redis_limiter(workload: Workload, key: str) -> tuple[RedisMultiRateLimiter, float]:
-    """The Redis twin at the server's limits, with `WIDE_MARGIN` if it takes one (else
-    none), and the margin it got. Four processes and Redis share the two cores with
-    the server, so their spread is wider than (e)'s: with `MARGIN` the row saw 4-28
-    429s per run, 2-9 with the wide one (docs/benchmarks.md)."""
+def redis_limiter(
+    workload: Workload, key: str, margin: float
+) -> tuple[RedisMultiRateLimiter, float]:
+    """The Redis twin at the server's limits, with ``margin`` if it takes one (else
+    none), and the margin it got."""
     try:
         return (
-            RedisMultiRateLimiter(REDIS_URL, key, **server_rates(workload, WIDE_MARGIN)),
-            WIDE_MARGIN,
+            RedisMultiRateLimiter(REDIS_URL, key, **server_rates(workload, margin)),
+            margin,
         )
     except (TypeError, ValueError):
         return RedisMultiRateLimiter(REDIS_URL, key, **server_rates(workload, 0.0)), 0.0
 
 
-async def redis_worker(url: str, key: str, settings: str, number: str) -> None:
+async def redis_worker(url: str, key: str, settings: str, number: str, margin: str) -> None:
     """One of `PROCESSES` workers: its share of the calls through the shared Redis twin.
 
     Prints "ready" once set up, reads the common start time (``time.time()``) from
@@ -324,7 +330,7 @@ async def redis_worker(url: str, key: str, settings: str, number: str) -> None:
     """
     workload = Workload(**json.loads(settings))
     spend = workload.costs()
-    limiter, margin = redis_limiter(workload, key)
+    limiter, taken = redis_limiter(workload, key, float(margin))
     model = with_token_budget(chat(RemoteServer(url), max_retries=0), limiter, estimate=100)
 
     def one(index: int) -> Awaitable[Any]:
@@ -339,13 +345,13 @@ async def redis_worker(url: str, key: str, settings: str, number: str) -> None:
         failed = await ask(one, indices, workload.graphs // PROCESSES, IN_FLIGHT // PROCESSES)
     finally:
         await limiter.aclose()
-    report = {"failed": failed, "finished": time.time(), "margin": margin}
+    report = {"failed": failed, "finished": time.time(), "margin": taken}
     print(json.dumps(report), flush=True)
 
 
-async def run_processes(workload: Workload) -> tuple[Outcome, float]:
-    """`PROCESSES` worker processes sharing one `RedisMultiRateLimiter` key; the
-    outcome and the margin the twin took."""
+async def run_processes(workload: Workload, margin: float = REDIS_MARGIN) -> tuple[Outcome, float]:
+    """`PROCESSES` worker processes sharing one `RedisMultiRateLimiter` key with
+    ``margin``; the outcome and the margin the twin took."""
     limits = ServerLimits(requests_per_second=workload.rate, tokens_per_second=workload.tokens)
     key = f"bench:act_operator_lib:llm:{uuid.uuid4().hex}"
     settings = json.dumps(dataclasses.asdict(workload))
@@ -360,6 +366,7 @@ async def run_processes(workload: Workload) -> tuple[Outcome, float]:
                 key,
                 settings,
                 str(number),
+                repr(margin),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
             )
@@ -534,12 +541,13 @@ def _quantile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def _spread(workload: Workload, margin: float) -> tuple[list[float], list[float], int]:
+async def _spread(workload: Workload, margin: float) -> tuple[list[float], list[float], int, int]:
     """(a) with known costs, timing each request: grant to send (httpx's request hook,
     on the client's clock) and send to arrival (the server's, on the same machine's
     monotonic clock). Sends and arrivals are paired in order (the k-th send with the
     k-th arrival), which is exact while requests keep their order on the way. Returns
-    both delays in seconds and the 429s."""
+    both delays in seconds, the 429s, and those sent 0.9-1.1 s after the first arrival
+    (where the first window's burst leaves the server's window)."""
     spend = workload.costs()
     granted: contextvars.ContextVar[float] = contextvars.ContextVar("granted")
     to_send: list[float] = []
@@ -569,7 +577,9 @@ async def _spread(workload: Workload, margin: float) -> tuple[list[float], list[
     on_the_way = [
         arrival - send for arrival, send in zip(sorted(seen.arrivals), sorted(sends), strict=True)
     ]
-    return to_send, on_the_way, seen.rejected
+    first = min(seen.arrivals)
+    boundary = sum(1 for moment in seen.rejections if 0.9 <= moment - first <= 1.1)
+    return to_send, on_the_way, seen.rejected, boundary
 
 
 async def _run() -> str:
@@ -624,18 +634,37 @@ async def _run() -> str:
             "each request timed from its grant to its send (httpx's request hook) and from "
             "its send to its arrival at the server (the server's clock), in ms:",
             "",
-            "| run | 429s | grant to send: median | p99 | max | send to arrival: median "
-            "| p99 | max |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| run | 429s | of them 0.9-1.1 s in | grant to send: median | p99 | max "
+            "| send to arrival: median | p99 | max |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for number in range(1, 3 * ROUNDS + 1):
-            to_send, on_the_way, rejected = await _spread(one_group, MARGIN)
+            to_send, on_the_way, rejected, boundary = await _spread(one_group, MARGIN)
             cells = [
                 f"{1000 * value:.1f}"
                 for delays in (to_send, on_the_way)
                 for value in (_quantile(delays, 0.5), _quantile(delays, 0.99), max(delays))
             ]
-            lines.append(f"| {number} | {rejected} | {' | '.join(cells)} |")
+            lines.append(f"| {number} | {rejected} | {boundary} | {' | '.join(cells)} |")
+    if "f" in TABLES:
+        lines += [
+            "",
+            f"(f) the Redis row ({PROCESSES} processes, estimate 100 settled from usage) "
+            "at each margin:",
+            "",
+            "| workload | margin | failed | 429s | seconds | vs floor | floor / seconds |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for _ in range(ROUNDS):
+            for label, workload in (("(a)", one_group), ("(b)", graphs)):
+                for margin in REDIS_MARGINS:
+                    processes, taken = await run_processes(workload, margin)
+                    floor = workload.floor()
+                    lines.append(
+                        f"| {label} | {taken:g} | {processes.failed} | {processes.rejected} | "
+                        f"{processes.seconds:.2f} | {processes.seconds / floor:.2f}x | "
+                        f"{floor / processes.seconds:.0%} |"
+                    )
     return "\n".join(lines) + "\n"
 
 

@@ -236,9 +236,10 @@ async def test_later_calls_reserve_what_the_earlier_ones_cost(
     for cost in (300, 300, 200):
         await model.ainvoke(f"cost={cost} hello")
 
-    # The first call reserves the estimate; the next ones the recent average total
-    # plus its recent spread (300 and 0 after calls that each cost 300).
-    assert limiter.asked == [100, 300, 300]
+    # The first call reserves the estimate; the next ones the average total plus twice
+    # its mean deviation: 300 + 2 x 200 (the first total's distance from the guess),
+    # then 300 + 2 x 100 (the mean of the deviations 200 and 0).
+    assert limiter.asked == [100, 700, 500]
 
 
 async def test_a_learned_estimate_never_asks_more_than_the_rate_grants_at_once(

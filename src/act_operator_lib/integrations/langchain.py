@@ -106,7 +106,10 @@ class SupportsReserve(Protocol):
 
 
 _LEARNING = 0.1
-"""Weight of each new total in the learned estimate (about the last 10 calls)."""
+"""Weight of each new total in the learned estimate once 10 calls have settled (about
+the last 10 calls); before that every total weighs alike, a plain mean."""
+_SPREADS = 2
+"""Mean deviations of the settled totals reserved above their average."""
 
 Estimate = int | Callable[[LanguageModelInput], int]
 """Tokens a call is expected to cost: a number, or a function of the call's input."""
@@ -137,10 +140,12 @@ def with_token_budget(
 
     With ``learn=True`` (the default) and an int ``estimate``, that int is the first
     estimate only: later calls reserve the recent average of the totals settled so
-    far plus their recent mean deviation (moving averages over about the last 10
-    calls), so the reservation follows the real cost and the calls in flight do not
-    overrun the window by the gap between a guess and the truth (the server counts
-    their tokens before they are settled). A function ``estimate`` is used as given.
+    far plus twice their recent mean deviation (plain means over the first 10 calls,
+    then moving averages over about the last 10; the first total's distance from the
+    guess is the first deviation), so the reservation follows the real cost and the
+    calls in flight seldom overrun the window by the gap between a guess and the truth
+    (the server counts their tokens before they are settled; what is reserved beyond
+    the truth is refunded at settle). A function ``estimate`` is used as given.
     """
     return TokenBudgetModel(model, limiter, estimate=estimate, rate=rate, learn=learn)
 
@@ -225,6 +230,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         # The moving average of settled totals, once a call has reported usage.
         self._learned: float | None = None
         self._spread = 0.0
+        self._settled = 0
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> TokenBudgetModel:
         """The model with ``tools`` bound (its ``bind_tools``), under the same budget."""
@@ -296,7 +302,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
     def _estimate(self, input: LanguageModelInput) -> int:
         if not callable(self.estimate):
             if self._learned is not None:
-                return self._learned_estimate(self._learned + self._spread)
+                return self._learned_estimate(self._learned + _SPREADS * self._spread)
             return self.estimate
         tokens = self.estimate(input)
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
@@ -317,13 +323,15 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         """The tokens to settle: the usage reported (learned from), else the estimate."""
         if usage is None:
             return estimate
-        if self.learn and not callable(self.estimate):
-            learned = self._learned
-            if learned is None:
-                self._learned = usage
-            else:
-                self._learned = learned + _LEARNING * (usage - learned)
-                self._spread += _LEARNING * (abs(usage - learned) - self._spread)
+        guess = self.estimate
+        if self.learn and not callable(guess):
+            # The int estimate is the first guess: the first total's distance from it
+            # is the first measure of the spread, which later totals soon replace.
+            learned = guess if self._learned is None else self._learned
+            self._settled += 1
+            weight = max(_LEARNING, 1 / self._settled)
+            self._learned = learned + weight * (usage - learned)
+            self._spread += weight * (abs(usage - learned) - self._spread)
         return usage
 
     async def _reserve(self, tokens: int) -> SupportsSettle:
