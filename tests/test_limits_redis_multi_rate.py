@@ -273,6 +273,28 @@ async def test_when_a_pause_ends_every_rate_gives_its_burst_back_within_its_wind
         await limiter.aclose()
 
 
+async def test_a_pause_over_a_full_window_does_not_push_the_schedule_past_its_end(
+    redis_url: str, redis_client: Redis, key: str
+) -> None:
+    # The window (20 every 2 s) is full and its schedule 2 s ahead when the pause
+    # begins. Once the pause is over the window has room for 20 again: they go at
+    # once, as in process, not 0.1 s apart from 0.1 s after it (the schedule moved
+    # by the pause's length on top of what was granted).
+    limiter = RedisMultiRateLimiter(redis_url, key, requests=Rate(20, per=2, burst=20))
+    try:
+        await asyncio.gather(*(limiter.acquire() for _ in range(20)))
+        await limiter.pause(2.2)
+        paused_until = int(await redis_client.hget(key, "paused"))  # type: ignore[arg-type]
+        async with asyncio.timeout(30):
+            times = await asyncio.gather(*(limiter.acquire_with_grant_time() for _ in range(20)))
+        granted = [round(time * 1_000_000) for time in times]  # type: ignore[operator]
+        assert min(granted) >= paused_until
+        # Spaced, the last would come 2 s after the pause; together, within moments.
+        assert max(granted) - paused_until < 1_000_000
+    finally:
+        await limiter.aclose()
+
+
 async def test_settling_twice_is_a_runtime_error(redis_url: str, key: str) -> None:
     limiter = llm_limiter(redis_url, key)
     try:

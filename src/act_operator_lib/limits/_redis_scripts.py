@@ -584,12 +584,12 @@ return 1
 """
 )
 
-# Pause a multi-rate limiter: ARGV: kind, rates, pause (us). As the rate pause,
-# for each rate's schedule, but only to the end of the pause: a `Rate` is a sliding
-# window whose log never holds more than its limit, so its burst comes back when
-# the pause ends (`Window.pause`); the rate script holds every grant back to
-# `paused`. In adaptive mode the refusal is blamed on the fullest rates only, as
-# in process.
+# Pause a multi-rate limiter: ARGV: kind, rates, pause (us). Each rate's schedule
+# moves to the end of the pause at most, never by the pause's length on top of the
+# grants already reserved: a `Rate` is a sliding window whose log never holds more
+# than its limit, so its burst comes back when the pause ends (`Window.pause`); the
+# rate script holds every grant back to `paused`. In adaptive mode the refusal is
+# blamed on the fullest rates only, as in process.
 PAUSE_MULTI_RATE_SCRIPT: Final = (
     _CHECK_KIND
     + _ADAPTIVE
@@ -632,8 +632,7 @@ if adaptive then
   end
 end
 for i, rate in ipairs(rates) do
-  local tat = tonumber(state[2 * i - 1]) or now
-  tats[i] = math.max(math.max(tat, now) + ends - math.max(paused, now), ends)
+  tats[i] = math.max(tonumber(state[2 * i - 1]) or now, ends)
   update[#update + 1] = 'tat:' .. rate.name
   update[#update + 1] = string.format('%.0f', tats[i])
 end
