@@ -657,14 +657,10 @@ async def _run() -> str:
         ]
         for _ in range(ROUNDS):
             for label, workload in (("(a)", one_group), ("(b)", graphs)):
+                floor = workload.floor()
                 for margin in REDIS_MARGINS:
                     processes, taken = await run_processes(workload, margin)
-                    floor = workload.floor()
-                    lines.append(
-                        f"| {label} | {taken:g} | {processes.failed} | {processes.rejected} | "
-                        f"{processes.seconds:.2f} | {processes.seconds / floor:.2f}x | "
-                        f"{floor / processes.seconds:.0%} |"
-                    )
+                    lines.append(_row(f"{label} | {taken:g}", processes, floor))
     return "\n".join(lines) + "\n"
 
 

@@ -227,8 +227,9 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         self.estimate = estimate
         self.rate = rate
         self.learn = bool(learn)
-        # The moving average of settled totals, once a call has reported usage.
-        self._learned: float | None = None
+        # The average of the settled totals (the int guess until one is settled),
+        # their mean deviation, and how many were settled.
+        self._learned = 0.0 if callable(estimate) else float(estimate)
         self._spread = 0.0
         self._settled = 0
 
@@ -301,7 +302,7 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
 
     def _estimate(self, input: LanguageModelInput) -> int:
         if not callable(self.estimate):
-            if self._learned is not None:
+            if self._settled:
                 return self._learned_estimate(self._learned + _SPREADS * self._spread)
             return self.estimate
         tokens = self.estimate(input)
@@ -323,11 +324,10 @@ class TokenBudgetModel(Runnable[LanguageModelInput, BaseMessage]):
         """The tokens to settle: the usage reported (learned from), else the estimate."""
         if usage is None:
             return estimate
-        guess = self.estimate
-        if self.learn and not callable(guess):
+        if self.learn and not callable(self.estimate):
             # The int estimate is the first guess: the first total's distance from it
             # is the first measure of the spread, which later totals soon replace.
-            learned = guess if self._learned is None else self._learned
+            learned = self._learned
             self._settled += 1
             weight = max(_LEARNING, 1 / self._settled)
             self._learned = learned + weight * (usage - learned)
